@@ -1,0 +1,433 @@
+"""Unit cells: how devices combine into the weight each crossbar position presents.
+
+All cell state is held as tensors of shape ``[chips, rows, columns]`` (rows = inputs
+including the bias row, columns = outputs), so many independent chips train together and a
+set of rows (the inputs that are non-zero for an example) is a contiguous block of memory.
+Conductances in uS; the presented weight ``W`` is in uS too (the crossbar divides by the
+uS-per-weight scale).  Per-column quantities (polarity, the shared reference cell) have
+shape ``[chips, columns]``.
+
+* :class:`HybridCells` -- the paper's cell,
+  ``W = F (G+ - G-) + s (g - g_shared)``: two PCM devices written only at transfer, a 3T1C
+  cell that takes every update, a reference 3T1C ``g_shared`` per column held at the reset
+  voltage, and the polarity ``s = +-1`` per column that flips at each transfer.
+* :class:`PCMPairCells` -- the 2-PCM baseline, ``W = F (G+ - G-)``, updated by partial-SET
+  pulses on G+ (increase) or G- (decrease), with an occasional RESET-and-reprogram of pairs
+  that have saturated.
+
+Row blocks.  Most of an example's work touches only the rows whose input is non-zero (MNIST
+pixels are mostly zero).  ``block(rows)`` returns the presented weight of those rows only and
+``apply_pulses(n, rows)`` updates them; leakage of the other rows is not lost but deferred:
+every row keeps the time it was last brought up to date, and the exact exponential for the
+elapsed time is applied when the row is next touched (leakage is linear, so this equals
+applying it after every example).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from .config import ChipConfig
+from .devices import Capacitor3T1C, PCMDevice
+
+
+@dataclass
+class TransferStats:
+    """What one transfer (or 2-PCM refresh) did."""
+
+    columns: int = 0
+    cells: int = 0
+    tuning_pulses: int = 0
+    unconverged: int = 0
+    per_chip_pulses: list[int] = field(default_factory=list)
+
+
+def _col(t: torch.Tensor) -> torch.Tensor:
+    """A per-column tensor [C, cols] broadcast over rows: [C, 1, cols]."""
+    return t.unsqueeze(1)
+
+
+class _PCMPair:
+    """State and physics shared by both cells: the PCM pair G+, G- with optional drift."""
+
+    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype):
+        self.cfg = cfg
+        self.shape = shape
+        self.generator = generator
+        self.pcm = PCMDevice(cfg.pcm)
+        self.g_plus = torch.full(shape, cfg.pcm.g_reset_us, device=device, dtype=dtype)
+        self.g_minus = torch.full(shape, cfg.pcm.g_reset_us, device=device, dtype=dtype)
+        self.time_s = 0.0
+        self.drift = cfg.pcm.drift_nu > 0
+        c, _, n_cols = shape
+        # time at which each column's PCMs were last programmed (for drift)
+        self.programmed_at_s = torch.zeros((c, n_cols), device=device, dtype=torch.float64)
+        if self.drift:
+            self.nu_plus = self._draw_nu(shape)
+            self.nu_minus = self._draw_nu(shape)
+        self.w_pcm_us = torch.zeros(shape, device=device, dtype=dtype)
+        self.read_var_us2 = torch.zeros(shape, device=device, dtype=dtype)
+        self._examples_since_drift = 0
+
+    def _draw_nu(self, shape) -> torch.Tensor:
+        p = self.cfg.pcm
+        nu = p.drift_nu + p.drift_nu_sigma * torch.randn(
+            shape, generator=self.generator, device=self.g_plus.device, dtype=self.g_plus.dtype
+        )
+        return nu.clamp_(min=0.0)
+
+    def drift_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.drift:
+            return None
+        elapsed = _col((self.time_s - self.programmed_at_s).to(self.g_plus.dtype))
+        return self.pcm.drift_factor(elapsed, self.nu_plus), self.pcm.drift_factor(elapsed, self.nu_minus)
+
+    def effective_conductances(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """G+, G- as read now (drift applied)."""
+        d = self.drift_factors()
+        if d is None:
+            return self.g_plus, self.g_minus
+        return self.g_plus * d[0], self.g_minus * d[1]
+
+    def refresh_pcm(self) -> None:
+        """Recompute the PCM part of W and the read-noise variance matrix (after any PCM change)."""
+        gp, gm = self.effective_conductances()
+        f = self.cfg.cell.gain_f
+        torch.sub(gp, gm, out=self.w_pcm_us).mul_(f)
+        sp, sm = self.pcm.read_sigma_us(gp), self.pcm.read_sigma_us(gm)
+        torch.add(sp * sp, sm * sm, out=self.read_var_us2).mul_(f * f)
+
+    def read_pcm_weight_us(self, cols: torch.Tensor | None = None) -> torch.Tensor:
+        """A noisy read of F (G+ - G-), for the given columns (all if None)."""
+        gp, gm = self.effective_conductances()
+        if cols is not None:
+            gp, gm = gp[:, :, cols], gm[:, :, cols]
+        return self.cfg.cell.gain_f * (self.pcm.read(gp, self.generator) - self.pcm.read(gm, self.generator))
+
+    def _tune_pair(self, target_w_us: torch.Tensor):
+        """RESET both devices and tune the one on the target's side so F(G+ - G-) ~ target."""
+        p = self.cfg.pcm
+        t = self.cfg.transfer
+        target_g = target_w_us / self.cfg.cell.gain_f
+        plus = self.pcm.tune(p.g_reset_us + target_g.clamp(min=0), t.tolerance_us, t.max_iterations, self.generator)
+        minus = self.pcm.tune(p.g_reset_us + (-target_g).clamp(min=0), t.tolerance_us, t.max_iterations, self.generator)
+        pulses = (plus.pulses + minus.pulses).to(torch.int64)
+        unconverged = (~plus.converged).to(torch.int64) + (~minus.converged).to(torch.int64)
+        return plus.conductance_us, minus.conductance_us, pulses, unconverged
+
+    @staticmethod
+    def _stats(pulses: torch.Tensor, unconverged: torch.Tensor, columns: int, cells_per_chip: int) -> TransferStats:
+        per_chip = pulses.sum(dim=tuple(range(1, pulses.dim())))
+        return TransferStats(
+            columns=columns,
+            cells=cells_per_chip,
+            tuning_pulses=int(per_chip.sum()),
+            unconverged=int(unconverged.sum()),
+            per_chip_pulses=[int(v) for v in per_chip],
+        )
+
+    def program_pair(self, target_w_us: torch.Tensor, cols: torch.Tensor | None) -> TransferStats:
+        """Program the pairs of the given columns (all if None) to ``target_w_us`` (their shape)."""
+        gp, gm, pulses, unconverged = self._tune_pair(target_w_us)
+        if cols is None:
+            self.g_plus.copy_(gp)
+            self.g_minus.copy_(gm)
+            self.programmed_at_s.fill_(self.time_s)
+        else:
+            self.g_plus[:, :, cols] = gp
+            self.g_minus[:, :, cols] = gm
+            self.programmed_at_s[:, cols] = self.time_s
+        if self.drift:  # a newly programmed device drifts with a newly drawn exponent
+            if cols is None:
+                self.nu_plus, self.nu_minus = self._draw_nu(self.shape), self._draw_nu(self.shape)
+            else:
+                sub = (self.shape[0], self.shape[1], int(cols.numel()))
+                self.nu_plus[:, :, cols] = self._draw_nu(sub)
+                self.nu_minus[:, :, cols] = self._draw_nu(sub)
+        return self._stats(pulses, unconverged, int(target_w_us.shape[2]), int(target_w_us[0].numel()))
+
+    def program_pair_masked(self, target_w_us: torch.Tensor, mask: torch.Tensor) -> TransferStats:
+        """Program only the pairs in ``mask`` (full-shape bool); the others keep their devices.
+
+        Drift bookkeeping stays per column, so a refreshed pair keeps its column's age.
+        """
+        gp, gm, pulses, unconverged = self._tune_pair(target_w_us)
+        self.g_plus = torch.where(mask, gp, self.g_plus)
+        self.g_minus = torch.where(mask, gm, self.g_minus)
+        m = mask.to(torch.int64)
+        return self._stats(pulses * m, unconverged * m, 0, int(mask.sum()))
+
+    def advance_drift(self, examples: int) -> bool:
+        """Re-evaluate drift every ``drift_refresh_examples``; True when W changed."""
+        if not self.drift:
+            return False
+        self._examples_since_drift += examples
+        if self._examples_since_drift >= self.cfg.pcm.drift_refresh_examples:
+            self._examples_since_drift = 0
+            self.refresh_pcm()
+            return True
+        return False
+
+
+class HybridCells(_PCMPair):
+    """2PCM + 3T1C cells: ``W = F (G+ - G-) + s (g - g_shared)`` (uS)."""
+
+    has_capacitor = True
+
+    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype=torch.float32):
+        super().__init__(cfg, shape, generator, device, dtype)
+        c, n_rows, n_cols = shape
+        cap = cfg.capacitor
+        self.cap = Capacitor3T1C(cap)
+        self.mismatch = self.cap.draw_mismatch(shape, generator, device, dtype)
+        # reference cells, one per column, held at the reset voltage by the periphery
+        self.threshold_shared_v = self.cap.draw_thresholds((c, n_cols), generator, device, dtype)
+        self.v_shared = torch.full((c, n_cols), cap.reset_v, device=device, dtype=dtype)
+        self.v = torch.full(shape, cap.reset_v, device=device, dtype=dtype)
+        # time up to which each row's leakage has been applied (see module docstring)
+        self.row_time_s = torch.zeros(n_rows, dtype=torch.float64, device=device)
+        self._rows_in_step = True  # every row is up to date to the same time
+        self._synced_to_s = 0.0
+        self.polarity = torch.ones((c, n_cols), device=device, dtype=dtype)
+        self.w_us = torch.zeros(shape, device=device, dtype=dtype)
+        self._stale = True  # W must be recomputed from the state before the next read
+        self._block: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._leak_target = torch.tensor(cap.leak_target_v, dtype=dtype, device=device)
+        self.refresh_pcm()
+
+    @property
+    def nominal_step_us(self) -> float:
+        """|dW| of one pulse on a nominal cell at the reset voltage (uS)."""
+        return self.cap.cfg.step_at_reset_us
+
+    # -- leakage bookkeeping -------------------------------------------------------------
+    def _keep(self, since_s: torch.Tensor) -> torch.Tensor:
+        return torch.exp((since_s - self.time_s) / self.cfg.capacitor.leak_time_constant_s)
+
+    def sync(self) -> None:
+        """Apply all deferred leakage so every capacitor voltage is current."""
+        if self._rows_in_step:
+            if self._synced_to_s != self.time_s:
+                self.cap.leak_(self.v, self.time_s - self._synced_to_s)
+        else:
+            keep = self._keep(self.row_time_s).to(self.v.dtype).view(1, -1, 1)
+            self.v.lerp_(self._leak_target, 1.0 - keep)
+            self._rows_in_step = True
+        self._synced_to_s = self.time_s
+        self.row_time_s.fill_(self.time_s)
+
+    # -- the presented weight ----------------------------------------------------------
+    def _presented(self, w_pcm, v, vt, out=None) -> torch.Tensor:
+        """W = W_pcm + s (k relu(V - V_T) - g_shared) for any block of rows."""
+        g = self.cap.conductance_us(v, vt, out=out)
+        g_sh = self.cap.conductance_us(self.v_shared, self.threshold_shared_v)
+        s = _col(self.polarity)
+        # g <- s*g - s*g_sh + w_pcm
+        return g.mul_(s).sub_(_col(self.polarity * g_sh)).add_(w_pcm)
+
+    def capacitor_pair_us(self) -> torch.Tensor:
+        """g - g_shared for every cell (uS), without the polarity."""
+        self.sync()
+        g = self.cap.conductance_us(self.v, self.mismatch.threshold_v)
+        return g - _col(self.cap.conductance_us(self.v_shared, self.threshold_shared_v))
+
+    def weight_us(self) -> torch.Tensor:
+        """The presented weight (uS) of every cell, recomputed once after any change."""
+        if self._stale or not self._rows_in_step or self._synced_to_s != self.time_s:
+            self.sync()
+            self._presented(self.w_pcm_us, self.v, self.mismatch.threshold_v, out=self.w_us)
+            self._stale = False
+        return self.w_us
+
+    def block(self, rows: torch.Tensor) -> torch.Tensor:
+        """Presented weight of the given rows [C, k, cols] (their leakage brought up to date).
+
+        The block's capacitor voltages are kept for the ``apply_pulses(n, rows)`` that follows.
+        """
+        v = self.v.index_select(1, rows)
+        keep = self._keep(self.row_time_s.index_select(0, rows)).to(v.dtype).view(1, -1, 1)
+        v.lerp_(self._leak_target, 1.0 - keep)
+        self._block = (rows, v)
+        w = self._presented(self.w_pcm_us.index_select(1, rows), v, self.mismatch.threshold_v.index_select(1, rows))
+        return w
+
+    def read_var_block(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.read_var_us2.index_select(1, rows)
+
+    # -- dynamics ----------------------------------------------------------------------
+    def apply_pulses(self, n: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Apply signed pulse counts ``n`` (in the weight's direction) to the 3T1C cells.
+
+        The capacitor moves in direction ``s * sign(n)``: with s = -1 an increase of W is a
+        discharge.  ``n`` is used as scratch.  With ``rows``, ``n`` covers only those rows,
+        whose voltages come from the preceding ``block(rows)``.
+        """
+        n_cap = n.mul_(_col(self.polarity))
+        if rows is None:
+            self.sync()
+            self.cap.apply_pulses_(self.v, n_cap, self.mismatch)
+        else:
+            if self._block is None or self._block[0] is not rows:
+                raise RuntimeError("apply_pulses(n, rows) must follow block(rows)")
+            v = self._block[1]
+            self.cap.apply_pulses_(v, n_cap, self.mismatch.rows(rows))
+            self.v.index_copy_(1, rows, v)
+            self.row_time_s.index_fill_(0, rows, self.time_s)
+            self._rows_in_step = False
+            self._block = None
+        self._stale = True
+
+    def advance_time(self, dt_s: float, examples: int = 1) -> None:
+        """Let ``dt_s`` seconds pass: capacitor leakage (deferred, exact), PCM drift.
+
+        The shared reference cells are held at the reset voltage by the periphery, so only
+        the cells' own capacitors leak (SYSTEM.md section 2).
+        """
+        self.time_s += dt_s
+        if self.advance_drift(examples):
+            self._stale = True
+
+    def transfer(self, cols: torch.Tensor | None = None) -> TransferStats:
+        """Move the weight into the PCM pair (SYSTEM.md section 3, step 5), then flip s.
+
+        Read W; RESET the capacitors (cells and shared) to V_reset; read the residual of the
+        capacitor pair at reset, r = g(V_reset) - g_shared(V_reset); program the PCM pair to
+        ``W - s_new (offset + r)``, so that after the transfer the cell presents
+        ``W - s_new * offset`` and the correction is left to g growing; flip s.
+        """
+        cell = self.cfg.cell
+        cap = self.cfg.capacitor
+        self.sync()
+        sel = (lambda t: t) if cols is None else (lambda t: t[:, :, cols])
+        selc = (lambda t: t) if cols is None else (lambda t: t[:, cols])
+        w_read = self.read_pcm_weight_us(cols) + _col(selc(self.polarity)) * sel(self.capacitor_pair_us())
+        s_new = -selc(self.polarity) if cell.polarity_inversion else selc(self.polarity).clone()
+        if cols is None:
+            self.v.fill_(cap.reset_v)
+            self.v_shared.fill_(cap.reset_v)
+        else:
+            self.v[:, :, cols] = cap.reset_v
+            self.v_shared[:, cols] = cap.reset_v
+        residual = sel(self.capacitor_pair_us())
+        target = w_read - _col(s_new) * (cell.transfer_offset_us + residual)
+        stats = self.program_pair(target, cols)
+        if cols is None:
+            self.polarity.copy_(s_new)
+        else:
+            self.polarity[:, cols] = s_new
+        self.refresh_pcm()
+        self._stale = True
+        return stats
+
+    def program_weights(self, w_us: torch.Tensor) -> TransferStats:
+        """Initial programming: capacitors at reset, PCM pair tuned to ``w_us - s (offset + r)``."""
+        self.sync()
+        self.v.fill_(self.cfg.capacitor.reset_v)
+        self.v_shared.fill_(self.cfg.capacitor.reset_v)
+        s = _col(self.polarity)
+        stats = self.program_pair(w_us - s * (self.cfg.cell.transfer_offset_us + self.capacitor_pair_us()), None)
+        self.refresh_pcm()
+        self._stale = True
+        return stats
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        self.sync()
+        out = {
+            "g_plus_us": self.g_plus,
+            "g_minus_us": self.g_minus,
+            "v_c_v": self.v,
+            "v_shared_v": self.v_shared,
+            "polarity": self.polarity,
+            "threshold_shared_v": self.threshold_shared_v,
+            "programmed_at_s": self.programmed_at_s,
+        }
+        out.update({f"mismatch_{k}": v for k, v in self.mismatch.tensors().items()})
+        if self.drift:
+            out.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
+        return out
+
+
+class PCMPairCells(_PCMPair):
+    """2-PCM baseline: ``W = F (G+ - G-)``, gradual partial SET and occasional RESET."""
+
+    has_capacitor = False
+
+    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype=torch.float32):
+        super().__init__(cfg, shape, generator, device, dtype)
+        self.step_plus = self.pcm.draw_set_step_factor(shape, generator, device, dtype)
+        self.step_minus = self.pcm.draw_set_step_factor(shape, generator, device, dtype)
+        self.refresh_pcm()
+
+    @property
+    def nominal_step_us(self) -> float:
+        """|dW| of one partial-SET pulse on a nominal device at G = 0 (uS)."""
+        return self.cfg.cell.gain_f * self.cfg.pcm.set_step_us
+
+    def weight_us(self) -> torch.Tensor:
+        return self.w_pcm_us
+
+    def block(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.w_pcm_us.index_select(1, rows)
+
+    def read_var_block(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.read_var_us2.index_select(1, rows)
+
+    def apply_pulses(self, n: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """n > 0: partial SET of G+; n < 0: partial SET of G- (the weight goes down)."""
+        up = n.clamp(min=0.0)
+        down = n.neg_().clamp_(min=0.0)
+        if rows is None:
+            self.g_plus = self.pcm.partial_set(self.g_plus, up, self.step_plus, self.generator)
+            self.g_minus = self.pcm.partial_set(self.g_minus, down, self.step_minus, self.generator)
+        else:
+            gp = self.pcm.partial_set(self.g_plus.index_select(1, rows), up, self.step_plus.index_select(1, rows),
+                                      self.generator)
+            gm = self.pcm.partial_set(self.g_minus.index_select(1, rows), down,
+                                      self.step_minus.index_select(1, rows), self.generator)
+            self.g_plus.index_copy_(1, rows, gp)
+            self.g_minus.index_copy_(1, rows, gm)
+        self.refresh_pcm()
+
+    def sync(self) -> None:
+        return None
+
+    def advance_time(self, dt_s: float, examples: int = 1) -> None:
+        self.time_s += dt_s
+        self.advance_drift(examples)
+
+    def saturated(self) -> torch.Tensor:
+        """Pairs that need the occasional RESET: either device above the threshold."""
+        thr = self.cfg.pcm.reset_threshold_us
+        return (self.g_plus > thr) | (self.g_minus > thr)
+
+    def occasional_reset(self) -> TransferStats:
+        """RESET-and-reprogram every saturated pair to the weight it presented (read)."""
+        mask = self.saturated()
+        if not bool(mask.any()):
+            return TransferStats()
+        stats = self.program_pair_masked(self.read_pcm_weight_us(), mask)
+        self.refresh_pcm()
+        return stats
+
+    def transfer(self, cols: torch.Tensor | None = None) -> TransferStats:  # noqa: ARG002
+        """A 2-PCM cell has nothing to transfer."""
+        return TransferStats()
+
+    def program_weights(self, w_us: torch.Tensor) -> TransferStats:
+        stats = self.program_pair(w_us, None)
+        self.refresh_pcm()
+        return stats
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out = {
+            "g_plus_us": self.g_plus,
+            "g_minus_us": self.g_minus,
+            "set_step_plus": self.step_plus,
+            "set_step_minus": self.step_minus,
+            "programmed_at_s": self.programmed_at_s,
+        }
+        if self.drift:
+            out.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
+        return out

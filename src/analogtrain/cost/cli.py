@@ -1,0 +1,92 @@
+"""The ``analogtrain cost`` subcommand and the cost summary of ``analogtrain train``.
+
+The top-level CLI registers the subcommand with :func:`add_parser` and calls :func:`run`;
+:func:`format_run_cost` is what ``train`` prints after a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .model import estimate, parse_layer_sizes
+from .params import COST_PRESETS, CostParams, load_cost_params
+from .report import (
+    format_report,
+    format_run,
+    format_sensitivity,
+    plot_comparison,
+    sensitivity,
+    write_json,
+)
+
+__all__ = ["add_parser", "run", "format_run_cost"]
+
+DEFAULT_NETWORK = "528-250-125-10"
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``cost`` on an ``argparse`` subparsers object and return its parser."""
+    p = subparsers.add_parser(
+        "cost",
+        help="energy, area and time of training a network on the chip, vs GPUs",
+        description=(
+            "Estimate what training a fully connected network costs on the 2PCM+3T1C chip "
+            "(energy per image, images/s, GOP/s/W, TOP/s/mm^2, with breakdowns) and compare "
+            "with GPUs from their public specifications. Equations and sources: docs/cost_model.md."
+        ),
+    )
+    p.add_argument(
+        "--network", default=DEFAULT_NETWORK, metavar="SIZES",
+        help=f"layer sizes joined by '-', each layer gets a bias row (default {DEFAULT_NETWORK})",
+    )
+    p.add_argument(
+        "--params", default="nature2018", metavar="FILE_OR_PRESET",
+        help=f"preset name ({', '.join(COST_PRESETS)}) or a JSON/TOML file of overrides (default nature2018)",
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the full report as JSON")
+    p.add_argument("--plot", type=Path, metavar="FILE", help="write a PNG of the chip vs GPUs (log scale)")
+    p.add_argument(
+        "--sensitivity", action="store_true",
+        help="also print how each inferred parameter x0.5 and x2 moves GOP/s/W and TOP/s/mm^2",
+    )
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``analogtrain cost``; user mistakes raise :class:`~analogtrain.errors.ConfigError`."""
+    sizes = parse_layer_sizes(getattr(args, "network", DEFAULT_NETWORK))
+    params = load_cost_params(getattr(args, "params", None) or "nature2018")
+    report = estimate(sizes, params)
+    text = format_report(report)
+    rows = None
+    if getattr(args, "sensitivity", False):
+        rows = sensitivity(params)
+        text += "\n\n" + format_sensitivity(rows, params)
+    print(text)
+    json_path = getattr(args, "json", None)
+    if json_path:
+        extra = {"sensitivity": [r.__dict__ for r in rows]} if rows is not None else None
+        print(f"\nwrote {write_json(report, json_path, extra)}")
+    plot_path = getattr(args, "plot", None)
+    if plot_path:
+        print(f"wrote {plot_comparison(report, plot_path)}")
+    return 0
+
+
+def format_run_cost(
+    layer_sizes: list[int] | str,
+    run_stats: dict[str, Any] | None,
+    params: CostParams | str | None = None,
+) -> str:
+    """What the run just simulated would have cost on the chip, next to the GPU estimate.
+
+    ``run_stats`` keys (all optional): ``examples``, ``update_pulses``, ``transfers``,
+    ``transfer_tuning_pulses``, ``cells``, ``transfer_interval_examples``.
+    """
+    params = load_cost_params(params)
+    report = estimate(layer_sizes, params, run_stats=dict(run_stats or {}))
+    assert report.run is not None
+    return f"Cost model '{params.name}' (docs/cost_model.md):\n" + format_run(report.run)

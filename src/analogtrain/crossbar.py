@@ -1,0 +1,235 @@
+"""Crossbar arrays: one unit cell per weight, inputs on rows, outputs summed on columns.
+
+An array holds ``[chips, rows, columns]`` cells (rows = inputs + 1 always-on bias row).
+
+* Forward, rows -> columns: ``y_j = sum_i W_ij x_i / S`` (Ohm + Kirchhoff), where S is the
+  uS-per-weight scale; with DAC/ADC quantisation and read noise.
+* Backward, columns -> rows (the transpose): ``z_i = sum_j W_ij delta_j / S``.
+* Update: the pulse generator turns ``eta x_i delta_j`` into pulse counts that the cells apply
+  all at once; the PCM is untouched.
+* Transfer: delegated to the cells (:mod:`analogtrain.cell`).
+
+Read noise.  Each device read adds independent Gaussian noise, so a column current carries
+noise of variance ``sum_i x_i^2 var_ij``; it is sampled exactly in that form at the column
+output (one matrix-vector product with the variance matrix), which is equivalent in
+distribution to sampling every device and much cheaper.
+
+:class:`DigitalCrossbar` has the same interface with exact FP32 weights: the software
+baseline, trained by plain SGD with minibatch 1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .cell import HybridCells, PCMPairCells, TransferStats
+from .config import ChipConfig
+from .periphery import Periphery
+from .pulses import PulseGenerator
+
+TRACKED_SYNAPSES = 4096
+
+
+def _with_bias(x: torch.Tensor) -> torch.Tensor:
+    ones = torch.ones((*x.shape[:-1], 1), dtype=x.dtype, device=x.device)
+    return torch.cat([x, ones], dim=-1)
+
+
+class AnalogCrossbar:
+    """A crossbar of analog unit cells (2PCM+3T1C or 2-PCM) with its periphery.
+
+    Cells are stored ``[chips, rows, columns]``; :meth:`program` and :meth:`weights` speak
+    the software layout ``[chips, n_out, n_in + 1]`` (bias last).
+    """
+
+    #: use the row-block path when at most this fraction of the rows has a non-zero input
+    SPARSE_ROW_FRACTION = 0.6
+
+    def __init__(self, n_in: int, n_out: int, chip: ChipConfig, learning_rate: float, chips: int,
+                 generator: torch.Generator, device: torch.device | str = "cpu", dtype=torch.float32,
+                 layer_index: int = 0):
+        self.n_in, self.n_out, self.rows, self.chips = n_in, n_out, n_in + 1, chips
+        self.cfg = chip
+        self.generator = generator
+        shape = (chips, self.rows, n_out)
+        if chip.cell.kind == "2pcm+3t1c":
+            self.cells: HybridCells | PCMPairCells = HybridCells(chip, shape, generator, device, dtype)
+        elif chip.cell.kind == "2pcm":
+            self.cells = PCMPairCells(chip, shape, generator, device, dtype)
+        else:
+            raise ValueError(f"AnalogCrossbar cannot hold cells of kind {chip.cell.kind!r}")
+        self.scale_us = chip.us_per_weight(layer_index)
+        self.periphery = Periphery(chip.periphery)
+        self.pulse_gen = PulseGenerator(chip.update, learning_rate * self.scale_us / self.cells.nominal_step_us)
+        self.noisy_read = chip.pcm.read_noise_us > 0 or chip.pcm.read_noise_rel > 0
+        self._counts = torch.empty(shape, device=device, dtype=dtype)
+        self._x_last: torch.Tensor | None = None
+        self._rows_last: torch.Tensor | None = None
+        # statistics
+        self.update_pulses = torch.zeros(chips, dtype=torch.float64, device=device)
+        self.saturated_updates = torch.zeros(chips, dtype=torch.float64, device=device)
+        self.updates = 0
+        n_cells = n_out * self.rows
+        k = min(TRACKED_SYNAPSES, n_cells)
+        sel = torch.Generator(device="cpu").manual_seed(12345 + n_cells)
+        flat = torch.randperm(n_cells, generator=sel)[:k].to(device)
+        self.tracked = flat
+        self.tracked_row = flat // n_out
+        self.tracked_col = flat % n_out
+        self.tracked_net = torch.zeros((chips, k), dtype=torch.float64, device=device)
+        self.tracked_total = torch.zeros((chips, k), dtype=torch.float64, device=device)
+
+    # -- weights -----------------------------------------------------------------------
+    def program(self, weights: torch.Tensor) -> TransferStats:
+        """Program initial weights ``[chips, n_out, n_in + 1]`` (software units, bias last)."""
+        return self.cells.program_weights(weights.transpose(1, 2).contiguous() * self.scale_us)
+
+    def weights(self) -> torch.Tensor:
+        """The weights the array presents now, ``[chips, n_out, n_in + 1]`` in software units."""
+        return (self.cells.weight_us() / self.scale_us).transpose(1, 2).contiguous()
+
+    # -- reads -------------------------------------------------------------------------
+    def _noise(self, inputs2: torch.Tensor, var: torch.Tensor, like: torch.Tensor, transpose: bool) -> torch.Tensor:
+        std = torch.bmm(inputs2, var.transpose(1, 2) if transpose else var).sqrt_().div_(self.scale_us)
+        return std.mul_(torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=like.device))
+
+    def forward(self, x: torch.Tensor, remember: bool = False) -> torch.Tensor:
+        """Column outputs for row inputs ``x`` [chips, batch, n_in] (weight * input units).
+
+        With ``remember`` (training, batch 1) the inputs are kept for :meth:`update`, and when
+        few inputs are non-zero only their rows are read (the others contribute nothing).
+        """
+        xa = self.periphery.forward_input(_with_bias(x))
+        rows = None
+        if remember and xa.shape[1] == 1:
+            active = (xa[:, 0, :] != 0).any(dim=0).nonzero().squeeze(1)
+            if active.numel() <= self.SPARSE_ROW_FRACTION * self.rows:
+                rows = active
+        if rows is None:
+            xr = xa
+            w = self.cells.weight_us()
+            var = self.cells.read_var_us2 if self.noisy_read else None
+        else:
+            xr = xa.index_select(2, rows)
+            w = self.cells.block(rows)
+            var = self.cells.read_var_block(rows) if self.noisy_read else None
+        y = torch.bmm(xr, w).div_(self.scale_us)
+        if var is not None:
+            y.add_(self._noise(xr * xr, var, y, transpose=False))
+        if self.cfg.periphery.output_noise > 0:
+            y.add_(torch.randn(y.shape, generator=self.generator, dtype=y.dtype, device=y.device),
+                   alpha=self.cfg.periphery.output_noise)
+        if remember:
+            self._x_last = xr[:, 0, :]
+            self._rows_last = rows
+        return self.periphery.forward_output_(y)
+
+    def backward(self, d: torch.Tensor) -> torch.Tensor:
+        """Row outputs for column errors ``d`` [chips, batch, n_out]; bias row dropped."""
+        dn, scale = self.periphery.backward_input(d)
+        w = self.cells.weight_us()
+        z = torch.bmm(dn, w.transpose(1, 2)).div_(self.scale_us)
+        if self.noisy_read:
+            z.add_(self._noise(dn * dn, self.cells.read_var_us2, z, transpose=True))
+        if self.cfg.periphery.output_noise > 0:
+            z.add_(torch.randn(z.shape, generator=self.generator, dtype=z.dtype, device=z.device),
+                   alpha=self.cfg.periphery.output_noise)
+        return self.periphery.backward_output_(z, scale)[..., :-1]
+
+    # -- update ------------------------------------------------------------------------
+    def update(self, d: torch.Tensor) -> None:
+        """Apply the update for errors ``d`` [chips, n_out] and the inputs of the last forward."""
+        if self._x_last is None:
+            raise RuntimeError("update() needs a forward(..., remember=True) first")
+        x, rows = self._x_last, self._rows_last
+        out = self._counts if rows is None else None
+        pb = self.pulse_gen.counts(x, d, self.generator, out=out)
+        self.update_pulses += pb.total_per_chip
+        self.saturated_updates += pb.saturated_per_chip
+        self.updates += 1
+        self._track(pb.counts, rows)
+        self.cells.apply_pulses(pb.counts, rows)
+        self._x_last = None
+
+    def _track(self, n: torch.Tensor, rows: torch.Tensor | None) -> None:
+        if rows is None:
+            picked = n.view(self.chips, -1).index_select(1, self.tracked)
+        else:
+            pos = torch.full((self.rows,), -1, dtype=torch.long, device=n.device)
+            pos[rows] = torch.arange(rows.numel(), device=n.device)
+            tr = pos[self.tracked_row]
+            valid = (tr >= 0).to(n.dtype)
+            picked = n[:, tr.clamp(min=0), self.tracked_col] * valid
+        picked = picked.to(torch.float64)
+        self.tracked_net += picked
+        self.tracked_total += picked.abs_()
+
+    def reset_tracking(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (net, total) pulses of the tracked synapses since the last reset, and restart."""
+        out = self.tracked_net.clone(), self.tracked_total.clone()
+        self.tracked_net.zero_()
+        self.tracked_total.zero_()
+        return out
+
+    # -- time, transfer, maintenance -----------------------------------------------------
+    def advance_time(self, dt_s: float, examples: int = 1) -> None:
+        self.cells.advance_time(dt_s, examples)
+
+    def transfer(self, cols: torch.Tensor | None = None) -> TransferStats:
+        return self.cells.transfer(cols)
+
+    def maintain(self) -> TransferStats:
+        """2-PCM cells: the occasional RESET of saturated pairs; nothing for other cells."""
+        if isinstance(self.cells, PCMPairCells):
+            return self.cells.occasional_reset()
+        return TransferStats()
+
+    def has_nonfinite(self) -> bool:
+        return not bool(torch.isfinite(self.cells.weight_us()).all())
+
+
+class DigitalCrossbar:
+    """Exact FP32 weights, updated by plain SGD: the software baseline."""
+
+    def __init__(self, n_in: int, n_out: int, learning_rate: float, chips: int,
+                 device: torch.device | str = "cpu", dtype=torch.float32):
+        self.n_in, self.n_out, self.rows, self.chips = n_in, n_out, n_in + 1, chips
+        self.learning_rate = learning_rate
+        self.w = torch.zeros((chips, n_out, self.rows), device=device, dtype=dtype)
+        self._x_last: torch.Tensor | None = None
+        self.updates = 0
+
+    def program(self, weights: torch.Tensor) -> TransferStats:
+        self.w.copy_(weights)
+        return TransferStats()
+
+    def weights(self) -> torch.Tensor:
+        return self.w.clone()
+
+    def forward(self, x: torch.Tensor, remember: bool = False) -> torch.Tensor:
+        xa = _with_bias(x)
+        if remember:
+            self._x_last = xa
+        return torch.bmm(xa, self.w.transpose(1, 2))
+
+    def backward(self, d: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(d, self.w)[..., :-1]
+
+    def update(self, d: torch.Tensor) -> None:
+        """W += eta * delta x^T (delta is the error, minus the loss gradient)."""
+        if self._x_last is None:
+            raise RuntimeError("update() needs a forward(..., remember=True) first")
+        self.w.baddbmm_(d.unsqueeze(-1), self._x_last, alpha=self.learning_rate)
+        self.updates += 1
+
+    def advance_time(self, dt_s: float, examples: int = 1) -> None:  # noqa: ARG002
+        return None
+
+    def transfer(self, cols: torch.Tensor | None = None) -> TransferStats:  # noqa: ARG002
+        return TransferStats()
+
+    def maintain(self) -> TransferStats:
+        return TransferStats()
+
+    def has_nonfinite(self) -> bool:
+        return not bool(torch.isfinite(self.w).all())

@@ -1,0 +1,263 @@
+"""Training, example by example, with the transfer schedule; results as a plain dict.
+
+The data order of epoch e is a permutation drawn from a generator seeded with (seed, e), so
+every variant of one seed (software, analog presets) sees the same images in the same order.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .config import ExperimentConfig
+from .errors import TrainingDivergedError
+from .network import MLP, build_mlp
+from .schedule import TransferSchedule
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    test_accuracy: list[float]  # per chip
+    train_accuracy: list[float]  # running, per chip, during the epoch
+    examples: int
+    transfers: int
+    wall_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch,
+            "test_accuracy": self.test_accuracy,
+            "test_accuracy_mean": sum(self.test_accuracy) / len(self.test_accuracy),
+            "train_accuracy": self.train_accuracy,
+            "examples": self.examples,
+            "transfers": self.transfers,
+            "wall_s": self.wall_s,
+        }
+
+
+@dataclass
+class TrainingState:
+    """Where a run is: enough to continue it (with the simulator state)."""
+
+    epoch: int = 0  # epochs completed
+    position: int = 0  # examples done within the current epoch
+    examples_seen: int = 0
+    transfers: int = 0
+    transfer_events: int = 0
+    train_correct: list[int] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed * 1_000_033 + epoch)
+    return torch.randperm(n, generator=g)
+
+
+class Trainer:
+    """Trains one config (all its chips at once) on one dataset.
+
+    ``x_train`` [N, D] float in [0, 1], ``y_train`` [N] int64; same for test.
+    """
+
+    def __init__(self, config: ExperimentConfig, x_train: torch.Tensor, y_train: torch.Tensor,
+                 x_test: torch.Tensor, y_test: torch.Tensor, n_classes: int | None = None,
+                 device: str | torch.device = "cpu"):
+        self.config = config
+        self.device = torch.device(device)
+        self.x_train = x_train.to(self.device, torch.float32)
+        self.y_train = y_train.to(torch.int64)
+        self.x_test = x_test.to(self.device, torch.float32)
+        self.y_test = y_test.to(self.device, torch.int64)
+        self.n_classes = int(n_classes if n_classes is not None else int(y_train.max()) + 1)
+        self.mlp, program_stats = build_mlp(config, self.x_train.shape[1], self.n_classes, self.device)
+        self.sizes = [self.x_train.shape[1], *config.training.hidden, self.n_classes]
+        self.schedule = TransferSchedule(config.chip, [layer.n_out for layer in self.mlp.layers], self.device)
+        chips = config.training.chips
+        self.initial_programming_pulses = [s.tuning_pulses for s in program_stats]
+        self.tuning_pulses = [0 for _ in self.mlp.layers]
+        self.unconverged = [0 for _ in self.mlp.layers]
+        self.reset_pulses = [0 for _ in self.mlp.layers]
+        self._round_pulses = [0 for _ in self.mlp.layers]
+        self.transfer_pulse_log: list[dict[str, Any]] = []
+        self.pulse_window: list[dict[str, Any]] | None = None
+        self.state = TrainingState(train_correct=[0] * chips)
+
+    # -- evaluation --------------------------------------------------------------------
+    def evaluate(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> list[float]:
+        """Test accuracy (fraction) per chip."""
+        x = self.x_test if x is None else x
+        y = self.y_test if y is None else y
+        pred = self.mlp.predict(x, batch=self.config.training.eval_batch)
+        return (pred == y.unsqueeze(0)).double().mean(dim=1).tolist()
+
+    # -- the loop ------------------------------------------------------------------------
+    def _after_example(self) -> None:
+        st = self.state
+        mlp = self.mlp
+        mlp.advance_time(self.config.training.time_per_example_s)
+        st.examples_seen += 1
+        seen = st.examples_seen
+        due = self.schedule.transfers_due(seen)
+        if due:
+            st.transfer_events += 1
+            for li, cols in due:
+                s = mlp.layers[li].transfer(cols)
+                self.tuning_pulses[li] += s.tuning_pulses
+                self.unconverged[li] += s.unconverged
+                self._round_pulses[li] += s.tuning_pulses
+            self._check_finite()
+        if self.schedule.has_transfer and seen % self.schedule.interval == 0:
+            # one transfer round: every column of every layer has been transferred once
+            st.transfers += 1
+            self.transfer_pulse_log.append({"examples": seen, "pulses": list(self._round_pulses)})
+            self._round_pulses = [0] * len(mlp.layers)
+        if self.schedule.reset_due(seen):
+            for li, layer in enumerate(mlp.layers):
+                self.reset_pulses[li] += layer.maintain().tuning_pulses
+        if self.schedule.pulse_window_closes(seen):
+            self.pulse_window = [self._window_stats(layer) for layer in mlp.layers]
+
+    @staticmethod
+    def _window_stats(layer) -> dict[str, Any]:
+        if not hasattr(layer, "reset_tracking"):
+            return {}
+        net, total = layer.reset_tracking()
+        return {"net": net.cpu(), "total": total.cpu()}
+
+    def _check_finite(self) -> None:
+        for i, layer in enumerate(self.mlp.layers):
+            if layer.has_nonfinite():
+                raise TrainingDivergedError(
+                    f"non-finite weights appeared in layer {i + 1} after {self.state.examples_seen} examples; "
+                    "lower training.learning_rate or check the chip config"
+                )
+
+    def train(self, epochs: int | None = None, progress: bool = True,
+              on_epoch: Callable[[EpochRecord], None] | None = None,
+              on_step: Callable[["Trainer"], bool] | None = None) -> dict[str, Any]:
+        """Train until ``epochs`` epochs are complete (default: the config's), return results.
+
+        ``on_step(trainer)`` is called after every example; returning True stops training
+        early (the state stays resumable).
+        """
+        from tqdm.auto import tqdm
+
+        epochs = self.config.training.epochs if epochs is None else epochs
+        st = self.state
+        n = self.x_train.shape[0]
+        seed = self.config.training.seed
+        chips = self.config.training.chips
+        labels = self.y_train.tolist()
+        label_t = self.y_train.to(self.device)
+        x_train = self.x_train
+        mlp = self.mlp
+        while st.epoch < epochs:
+            order = epoch_order(n, seed, st.epoch).tolist()
+            correct = torch.tensor(st.train_correct, dtype=torch.int64, device=self.device)
+            t0 = time.perf_counter()
+            bar = tqdm(total=n, initial=st.position, desc=f"epoch {st.epoch + 1}/{epochs}", unit="img",
+                       disable=not progress, leave=False, mininterval=0.5, dynamic_ncols=True)
+            i = st.position
+            stopped = False
+            while i < n:
+                idx = order[i]
+                pred = mlp.train_example(x_train[idx], labels[idx])
+                correct += pred == label_t[idx]
+                self._after_example()
+                i += 1
+                if i % 500 == 0:
+                    bar.update(500 if i - 500 >= st.position else i - st.position)
+                    bar.set_postfix(train_acc=f"{float(correct.double().mean()) / i:.3f}", refresh=False)
+                if on_step is not None and on_step(self):
+                    stopped = True
+                    break
+            bar.close()
+            st.position = i
+            st.train_correct = correct.tolist()
+            st.wall_s += time.perf_counter() - t0
+            if stopped:
+                return self.results()
+            self._check_finite()
+            test_acc = self.evaluate()
+            rec = EpochRecord(
+                epoch=st.epoch + 1,
+                test_accuracy=test_acc,
+                train_accuracy=[c / n for c in st.train_correct],
+                examples=st.examples_seen,
+                transfers=st.transfers,
+                wall_s=st.wall_s,
+            )
+            st.history.append(rec)
+            st.epoch += 1
+            st.position = 0
+            st.train_correct = [0] * chips
+            if on_epoch is not None:
+                on_epoch(rec)
+        return self.results()
+
+    # -- results -----------------------------------------------------------------------
+    def results(self) -> dict[str, Any]:
+        st = self.state
+        layers = self.mlp.layers
+        update_pulses = [
+            [float(v) for v in layer.update_pulses] if hasattr(layer, "update_pulses") else None for layer in layers
+        ]
+        cells = [layer.n_out * layer.rows for layer in layers]
+        out: dict[str, Any] = {
+            "network": self.sizes,
+            "synapses": sum(cells),
+            "cells_per_layer": cells,
+            "chips": self.config.training.chips,
+            "epochs_completed": st.epoch,
+            "examples": st.examples_seen,
+            "wall_s": st.wall_s,
+            "images_per_s": st.examples_seen / st.wall_s if st.wall_s > 0 else math.nan,
+            "history": [r.to_dict() for r in st.history],
+            "final_test_accuracy": st.history[-1].test_accuracy if st.history else None,
+            "final_test_accuracy_mean": (sum(st.history[-1].test_accuracy) / len(st.history[-1].test_accuracy)
+                                         if st.history else None),
+            "transfers": st.transfers,
+            "initial_programming_pulses": self.initial_programming_pulses,
+            "transfer_tuning_pulses": self.tuning_pulses,
+            "transfer_unconverged_devices": self.unconverged,
+            "occasional_reset_pulses": self.reset_pulses,
+            "update_pulses": update_pulses,
+            "saturated_updates": [
+                [float(v) for v in layer.saturated_updates] if hasattr(layer, "saturated_updates") else None
+                for layer in layers
+            ],
+            "pulse_statistics": self.pulse_statistics(),
+            "config": self.config.to_dict(),
+        }
+        return out
+
+    def pulse_statistics(self) -> list[dict[str, Any]] | None:
+        """Per layer: median |net| and total update pulses per tracked synapse over the last
+        complete window of two transfer intervals (ED Fig. 2), and the update rate."""
+        if self.pulse_window is None:
+            return None
+        out = []
+        window = 2 * self.schedule.interval
+        for w in self.pulse_window:
+            if not w:
+                out.append({})
+                continue
+            net, total = w["net"].abs(), w["total"]
+            out.append({
+                "window_examples": window,
+                "tracked_synapses": int(net.shape[1]),
+                "median_abs_net": float(net.median()),
+                "mean_abs_net": float(net.mean()),
+                "median_total": float(total.median()),
+                "mean_total": float(total.mean()),
+                "p90_abs_net": float(net.flatten().kthvalue(max(1, int(0.9 * net.numel()))).values),
+                "p90_total": float(total.flatten().kthvalue(max(1, int(0.9 * total.numel()))).values),
+            })
+        return out

@@ -1,0 +1,26 @@
+"""Shared test fixtures.
+
+Real datasets live in ``../shared/data`` beside the repository (see its README.md).
+Tests that need them use the ``shared_data`` fixture: on CI (``CI=true``) a missing folder
+is a failure, elsewhere the test is skipped with a message saying where the data goes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        msg = f"shared datasets not found at {SHARED_DATA} (clone with ../shared beside the repo)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return SHARED_DATA

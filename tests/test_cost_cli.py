@@ -1,0 +1,87 @@
+"""The ``analogtrain cost`` subcommand and the train command's cost summary."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+
+import pytest
+
+from analogtrain.cost.cli import add_parser, format_run_cost, run
+from analogtrain.errors import ConfigError
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="analogtrain")
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["cost", *argv])
+
+
+def test_cost_prints_table_and_breakdown(capsys):
+    assert run(_parse(["--network", "528-250-125-10"])) == 0
+    out = capsys.readouterr().out
+    for text in ("GOP/s/W", "TOP/s/mm^2", "28,065", "images per second", "energy per image",
+                 "transfer_pcm_pulses", "neuron_converters", "row_periphery", "P100", "V100", "A100", "H100"):
+        assert text in out, text
+
+
+def test_cost_writes_json_and_plot(tmp_path, capsys):
+    js, png = tmp_path / "out" / "cost.json", tmp_path / "cost.png"
+    assert run(_parse(["--json", str(js), "--plot", str(png), "--sensitivity"])) == 0
+    data = json.loads(js.read_text(encoding="utf-8"))
+    assert data["synapses"] == 164_885 and data["params_name"] == "nature2018"
+    assert {"figure_of_merit", "energy_breakdown_j", "area_breakdown_mm2", "gpus", "sensitivity"} <= set(data)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Sensitivity" in capsys.readouterr().out
+
+
+def test_bad_network_is_a_config_error():
+    with pytest.raises(ConfigError, match="528-x-10"):
+        run(_parse(["--network", "528-x-10"]))
+    with pytest.raises(ConfigError):
+        run(_parse(["--network", "528"]))
+
+
+def test_unknown_params_key_is_a_config_error(tmp_path):
+    f = tmp_path / "params.toml"
+    f.write_text("[energy]\nneuron_energy_pj = 3.0\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="neuron_energy_pj") as err:
+        run(_parse(["--params", str(f)]))
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="preset"):
+        run(_parse(["--params", "no-such-preset"]))
+
+
+def test_params_file_changes_the_result(tmp_path, capsys):
+    f = tmp_path / "fast.json"
+    f.write_text(json.dumps({"name": "fast-update", "timing": {"update_pulse_slots": 2}}), encoding="utf-8")
+    assert run(_parse(["--params", str(f)])) == 0
+    assert "fast-update" in capsys.readouterr().out
+
+
+def test_format_run_cost_for_the_train_command():
+    stats = {"examples": 16_000, "transfers": 2, "transfer_interval_examples": 8_000,
+             "update_pulses": [1.6e8, 3.9e7, 1.6e6], "transfer_tuning_pulses": [2.6e6, 6.3e5, 2.5e4],
+             "cells": [132_250, 31_375, 1_260]}
+    text = format_run_cost([528, 250, 125, 10], stats, "nature2018")
+    assert "16,000 examples" in text and "2 transfers" in text and "P100" in text
+    assert "nominal values" not in text
+    partial = format_run_cost("528-250-125-10", {"examples": 100}, None)
+    assert "nominal values used for" in partial
+
+
+def test_top_level_cli_if_present(capsys):
+    try:
+        cli = importlib.import_module("analogtrain.cli")
+    except ImportError:
+        pytest.skip("analogtrain.cli not written yet")
+    main = getattr(cli, "main", None)
+    if main is None:
+        pytest.skip("analogtrain.cli.main not written yet")
+    try:
+        code = main(["cost", "--network", "528-250-125-10"])
+    except SystemExit as exc:  # argparse-style exit
+        code = exc.code
+    assert code in (0, None)
+    assert "GOP/s/W" in capsys.readouterr().out
