@@ -160,8 +160,10 @@ def test_sanity_classification_on_cifar(lite0_224, cifar10):
             logits = lite0_224.model.net(lite0_224.preprocess(imgs))
             top5 = logits.topk(5, dim=1).indices.tolist()
             hits[CIFAR10_NAMES[c]] = sum(bool(set(t) & plausible) for t in top5)
-    # A random top-5 would hit these ~15-class sets about 8% of the time.
-    assert sum(hits.values()) >= 0.6 * per_class * len(hits), hits
+    # A random top-5 would hit these ~15-class sets about 8% of the time; observed at 224 px
+    # on these images: 21/32 (airplane 4, automobile 5, ship 5, truck 7), and 64-86% per
+    # class on the first 50 images of each class.
+    assert sum(hits.values()) >= 0.5 * per_class * len(hits), hits
     assert all(h >= per_class // 4 for h in hits.values()), hits
 
 

@@ -25,6 +25,7 @@ applying it after every example).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -186,15 +187,17 @@ class HybridCells(_PCMPair):
         self.threshold_shared_v = self.cap.draw_thresholds((c, n_cols), generator, device, dtype)
         self.v_shared = torch.full((c, n_cols), cap.reset_v, device=device, dtype=dtype)
         self.v = torch.full(shape, cap.reset_v, device=device, dtype=dtype)
-        # time up to which each row's leakage has been applied (see module docstring)
-        self.row_time_s = torch.zeros(n_rows, dtype=torch.float64, device=device)
-        self._rows_in_step = True  # every row is up to date to the same time
-        self._synced_to_s = 0.0
+        # Deferred leakage: row i's voltages are current as of time origin + tau * clock[i].
+        self._origin_s = 0.0
+        self._row_clock = torch.zeros(n_rows, dtype=dtype, device=device)
+        self._rows_in_step = True  # every row is current as of the origin
         self.polarity = torch.ones((c, n_cols), device=device, dtype=dtype)
         self.w_us = torch.zeros(shape, device=device, dtype=dtype)
+        self._base_us = torch.zeros(shape, device=device, dtype=dtype)  # W_pcm - s g_shared
+        self._sk = torch.zeros((c, 1, n_cols), device=device, dtype=dtype)  # s k per column
+        self._scratch = torch.empty(shape, device=device, dtype=dtype)
         self._stale = True  # W must be recomputed from the state before the next read
         self._block: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._leak_target = torch.tensor(cap.leak_target_v, dtype=dtype, device=device)
         self.refresh_pcm()
 
     @property
@@ -203,29 +206,43 @@ class HybridCells(_PCMPair):
         return self.cap.cfg.step_at_reset_us
 
     # -- leakage bookkeeping -------------------------------------------------------------
-    def _keep(self, since_s: torch.Tensor) -> torch.Tensor:
-        return torch.exp((since_s - self.time_s) / self.cfg.capacitor.leak_time_constant_s)
+    def _now(self) -> float:
+        """Time since the origin, in units of the leak time constant."""
+        return (self.time_s - self._origin_s) / self.cfg.capacitor.leak_time_constant_s
+
+    def _leak_(self, v: torch.Tensor, keep: torch.Tensor | float) -> None:
+        target = self.cfg.capacitor.leak_target_v
+        v.sub_(target).mul_(keep).add_(target)
 
     def sync(self) -> None:
-        """Apply all deferred leakage so every capacitor voltage is current."""
+        """Apply all deferred leakage so every capacitor voltage is current; new origin."""
+        now = self._now()
         if self._rows_in_step:
-            if self._synced_to_s != self.time_s:
-                self.cap.leak_(self.v, self.time_s - self._synced_to_s)
+            if now != 0.0:
+                self._leak_(self.v, math.exp(-now))
         else:
-            keep = self._keep(self.row_time_s).to(self.v.dtype).view(1, -1, 1)
-            self.v.lerp_(self._leak_target, 1.0 - keep)
+            self._leak_(self.v, self._row_clock.sub(now).exp_().view(1, -1, 1))
             self._rows_in_step = True
-        self._synced_to_s = self.time_s
-        self.row_time_s.fill_(self.time_s)
+        self._origin_s = self.time_s
+        self._row_clock.zero_()
+
+    def refresh_pcm(self) -> None:
+        super().refresh_pcm()
+        self._refresh_columns()
+
+    def _refresh_columns(self) -> None:
+        """Cache W_pcm - s g_shared and s k (they change only at transfer)."""
+        g_sh = self.cap.conductance_us(self.v_shared, self.threshold_shared_v)
+        torch.addcmul(self.w_pcm_us, _col(self.polarity), _col(g_sh), value=-1.0, out=self._base_us)
+        torch.mul(_col(self.polarity), self.cfg.capacitor.read_transconductance_us_per_v, out=self._sk)
+        self._stale = True
 
     # -- the presented weight ----------------------------------------------------------
-    def _presented(self, w_pcm, v, vt, out=None) -> torch.Tensor:
-        """W = W_pcm + s (k relu(V - V_T) - g_shared) for any block of rows."""
-        g = self.cap.conductance_us(v, vt, out=out)
-        g_sh = self.cap.conductance_us(self.v_shared, self.threshold_shared_v)
-        s = _col(self.polarity)
-        # g <- s*g - s*g_sh + w_pcm
-        return g.mul_(s).sub_(_col(self.polarity * g_sh)).add_(w_pcm)
+    def _presented(self, base: torch.Tensor, v: torch.Tensor, vt: torch.Tensor, out: torch.Tensor | None = None,
+                   scratch: torch.Tensor | None = None) -> torch.Tensor:
+        """W = (W_pcm - s g_shared) + s k relu(V - V_T), for any block of rows."""
+        over = torch.sub(v, vt, out=scratch).clamp_(min=0.0)
+        return torch.addcmul(base, self._sk, over, out=out)
 
     def capacitor_pair_us(self) -> torch.Tensor:
         """g - g_shared for every cell (uS), without the polarity."""
@@ -235,9 +252,9 @@ class HybridCells(_PCMPair):
 
     def weight_us(self) -> torch.Tensor:
         """The presented weight (uS) of every cell, recomputed once after any change."""
-        if self._stale or not self._rows_in_step or self._synced_to_s != self.time_s:
+        if self._stale or not self._rows_in_step or self.time_s != self._origin_s:
             self.sync()
-            self._presented(self.w_pcm_us, self.v, self.mismatch.threshold_v, out=self.w_us)
+            self._presented(self._base_us, self.v, self.mismatch.threshold_v, out=self.w_us, scratch=self._scratch)
             self._stale = False
         return self.w_us
 
@@ -247,11 +264,9 @@ class HybridCells(_PCMPair):
         The block's capacitor voltages are kept for the ``apply_pulses(n, rows)`` that follows.
         """
         v = self.v.index_select(1, rows)
-        keep = self._keep(self.row_time_s.index_select(0, rows)).to(v.dtype).view(1, -1, 1)
-        v.lerp_(self._leak_target, 1.0 - keep)
+        self._leak_(v, self._row_clock.index_select(0, rows).sub_(self._now()).exp_().view(1, -1, 1))
         self._block = (rows, v)
-        w = self._presented(self.w_pcm_us.index_select(1, rows), v, self.mismatch.threshold_v.index_select(1, rows))
-        return w
+        return self._presented(self._base_us.index_select(1, rows), v, self.mismatch.threshold_v.index_select(1, rows))
 
     def read_var_block(self, rows: torch.Tensor) -> torch.Tensor:
         return self.read_var_us2.index_select(1, rows)
@@ -274,7 +289,7 @@ class HybridCells(_PCMPair):
             v = self._block[1]
             self.cap.apply_pulses_(v, n_cap, self.mismatch.rows(rows))
             self.v.index_copy_(1, rows, v)
-            self.row_time_s.index_fill_(0, rows, self.time_s)
+            self._row_clock.index_fill_(0, rows, self._now())
             self._rows_in_step = False
             self._block = None
         self._stale = True
@@ -287,7 +302,7 @@ class HybridCells(_PCMPair):
         """
         self.time_s += dt_s
         if self.advance_drift(examples):
-            self._stale = True
+            self._refresh_columns()
 
     def transfer(self, cols: torch.Tensor | None = None) -> TransferStats:
         """Move the weight into the PCM pair (SYSTEM.md section 3, step 5), then flip s.
@@ -318,7 +333,6 @@ class HybridCells(_PCMPair):
         else:
             self.polarity[:, cols] = s_new
         self.refresh_pcm()
-        self._stale = True
         return stats
 
     def program_weights(self, w_us: torch.Tensor) -> TransferStats:
@@ -329,7 +343,6 @@ class HybridCells(_PCMPair):
         s = _col(self.polarity)
         stats = self.program_pair(w_us - s * (self.cfg.cell.transfer_offset_us + self.capacitor_pair_us()), None)
         self.refresh_pcm()
-        self._stale = True
         return stats
 
     def state_tensors(self) -> dict[str, torch.Tensor]:

@@ -88,8 +88,8 @@ class CapacitorConfig(ConfigBase):
     """3T1C cell: capacitor voltage V_C, read transistor g(V_C), PMOS pull-up, NMOS pull-down, leak.
 
     One pulse moves V_C by dV = I * pulse_width / C; the pull-up and pull-down act as
-    current sources until within ``saturation_headroom_v`` of their rail, where the current
-    (and the step) falls in proportion to the headroom, so updates are near-linear.  Each cell's
+    current sources (with channel-length modulation) within the compliance range
+    ``[V_dsat, V_DD - V_dsat]``, so updates are near-linear.  Each cell's
     pull-up and pull-down currents are scaled by its own fixed mismatch factors, drawn once
     at fabrication.  The read transistor works in its linear region:
     g = k (V_C - V_T) for V_C > V_T, else 0, with a per-cell V_T mismatch.
@@ -110,8 +110,11 @@ class CapacitorConfig(ConfigBase):
     pulse_width_ns: float = param(10.0, unit="ns", gt=0, source="assumed",
                                   doc="duration of one coincident row/column update pulse")
     saturation_headroom_v: float = param(0.1, unit="V", gt=0, source="assumed",
-                                         doc="V_dsat: below this distance from its rail a pull-up/pull-down transistor "
-                                             "leaves saturation and its current falls in proportion (steps compress)")
+                                         doc="V_dsat: V_C stays within [V_dsat, V_DD - V_dsat], where the pull-up and "
+                                             "pull-down transistors stay in saturation")
+    channel_modulation_per_v: float = param(0.2, unit="1/V", ge=0, lt=2, source="assumed",
+                                            doc="lambda: relative change of the pull currents per volt of V_C away "
+                                                "from reset_v (steps up shrink and steps down grow as V_C rises)")
     current_mismatch_rel: float = param(0.1, ge=0, lt=1, source="assumed",
                                         doc="std of each cell's pull-up and pull-down current factors (independent, "
                                             "CMOS variability); the up/down asymmetry it causes is fixed per cell")
@@ -128,11 +131,12 @@ class CapacitorConfig(ConfigBase):
                 raise ConfigError(f"chip.capacitor.{name} ({v} V) must lie between 0 and supply_v ({self.supply_v} V)")
         if self.reset_v >= self.supply_v:
             raise ConfigError("chip.capacitor.reset_v must be below supply_v")
-        if self.step_at_reset_v >= self.saturation_headroom_v:
+        if 2 * self.saturation_headroom_v >= self.supply_v:
+            raise ConfigError("chip.capacitor.saturation_headroom_v must be below half of supply_v")
+        if self.step_at_reset_v >= 0.1 * self.supply_v:
             raise ConfigError(
-                f"one update pulse moves V_C by {self.step_at_reset_v:.4g} V, more than "
-                f"chip.capacitor.saturation_headroom_v ({self.saturation_headroom_v} V); lower pull_current_na or "
-                "pulse_width_ns, or raise capacitance_ff"
+                f"one update pulse moves V_C by {self.step_at_reset_v:.4g} V, over a tenth of the supply; lower "
+                "chip.capacitor.pull_current_na or pulse_width_ns, or raise capacitance_ff"
             )
 
     @property
@@ -159,9 +163,14 @@ class CellConfig(ConfigBase):
     transfer_offset_us: float = param(2.0, unit="uS", ge=0, source="paper",
                                       doc="offset subtracted (with the new polarity) from the PCM target at transfer "
                                           "so that the correction falls to g, which grows more easily than it shrinks")
-    max_weight: tuple[float, ...] = param((1.0,), gt=0, source="assumed",
-                                          doc="software weight represented by F * g_program_max_us, one value for all "
-                                              "layers or one per layer (a periphery gain); sets the uS per weight unit")
+    max_weight: tuple[float, ...] = param((1.0, 2.0, 4.0), gt=0, source="assumed",
+                                          doc="software weight represented by F * g_program_max_us, per layer from the "
+                                              "input (a periphery gain; the last value repeats for deeper layers); "
+                                              "sets the uS per weight unit")
+
+    def validate(self) -> None:
+        if not self.max_weight:
+            raise ConfigError("chip.cell.max_weight needs at least one value")
 
 
 @dataclass(frozen=True)
@@ -222,14 +231,7 @@ class ChipConfig(ConfigBase):
     def us_per_weight(self, layer: int = 0) -> float:
         """Conductance (uS, in W units) that represents a software weight of 1 in ``layer``."""
         mw = self.cell.max_weight
-        if len(mw) == 1:
-            w = mw[0]
-        elif layer < len(mw):
-            w = mw[layer]
-        else:
-            raise ConfigError(
-                f"chip.cell.max_weight has {len(mw)} values but the network has more layers; give one value or one per layer"
-            )
+        w = mw[min(layer, len(mw) - 1)]
         return self.cell.gain_f * self.pcm.g_program_max_us / w
 
 

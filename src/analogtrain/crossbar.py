@@ -31,8 +31,11 @@ TRACKED_SYNAPSES = 4096
 
 
 def _with_bias(x: torch.Tensor) -> torch.Tensor:
-    ones = torch.ones((*x.shape[:-1], 1), dtype=x.dtype, device=x.device)
-    return torch.cat([x, ones], dim=-1)
+    """A new tensor [..., n + 1]: the inputs and the always-on bias input 1."""
+    out = torch.empty((*x.shape[:-1], x.shape[-1] + 1), dtype=x.dtype, device=x.device)
+    out[..., :-1] = x
+    out[..., -1] = 1.0
+    return out
 
 
 class AnalogCrossbar:
@@ -76,6 +79,7 @@ class AnalogCrossbar:
         self.tracked = flat
         self.tracked_row = flat // n_out
         self.tracked_col = flat % n_out
+        self._row_pos = torch.empty(self.rows, dtype=torch.long, device=device)
         self.tracked_net = torch.zeros((chips, k), dtype=torch.float64, device=device)
         self.tracked_total = torch.zeros((chips, k), dtype=torch.float64, device=device)
 
@@ -89,9 +93,17 @@ class AnalogCrossbar:
         return (self.cells.weight_us() / self.scale_us).transpose(1, 2).contiguous()
 
     # -- reads -------------------------------------------------------------------------
-    def _noise(self, inputs2: torch.Tensor, var: torch.Tensor, like: torch.Tensor, transpose: bool) -> torch.Tensor:
-        std = torch.bmm(inputs2, var.transpose(1, 2) if transpose else var).sqrt_().div_(self.scale_us)
-        return std.mul_(torch.randn(like.shape, generator=self.generator, dtype=like.dtype, device=like.device))
+    def _read_noise(self, inputs: torch.Tensor, var: torch.Tensor, out: torch.Tensor, transpose: bool) -> None:
+        """Add the column-current read noise, std sqrt(sum_i x_i^2 var_i), to ``out`` (uS units)."""
+        x2 = inputs * inputs
+        std = torch.bmm(x2, var.transpose(1, 2) if transpose else var).sqrt_()
+        out.addcmul_(std, torch.randn(out.shape, generator=self.generator, dtype=out.dtype, device=out.device))
+
+    def _output_noise(self, out: torch.Tensor) -> None:
+        sigma = self.cfg.periphery.output_noise
+        if sigma > 0:  # given in weight x input units; outputs are still in uS units here
+            out.add_(torch.randn(out.shape, generator=self.generator, dtype=out.dtype, device=out.device),
+                     alpha=sigma * self.scale_us)
 
     def forward(self, x: torch.Tensor, remember: bool = False) -> torch.Tensor:
         """Column outputs for row inputs ``x`` [chips, batch, n_in] (weight * input units).
@@ -99,10 +111,11 @@ class AnalogCrossbar:
         With ``remember`` (training, batch 1) the inputs are kept for :meth:`update`, and when
         few inputs are non-zero only their rows are read (the others contribute nothing).
         """
-        xa = self.periphery.forward_input(_with_bias(x))
+        xa = self.periphery.forward_input_(_with_bias(x))
         rows = None
         if remember and xa.shape[1] == 1:
-            active = (xa[:, 0, :] != 0).any(dim=0).nonzero().squeeze(1)
+            nz = xa[0, 0] if self.chips == 1 else xa[:, 0, :].abs().sum(dim=0)
+            active = nz.nonzero().squeeze(1)
             if active.numel() <= self.SPARSE_ROW_FRACTION * self.rows:
                 rows = active
         if rows is None:
@@ -113,28 +126,24 @@ class AnalogCrossbar:
             xr = xa.index_select(2, rows)
             w = self.cells.block(rows)
             var = self.cells.read_var_block(rows) if self.noisy_read else None
-        y = torch.bmm(xr, w).div_(self.scale_us)
+        y = torch.bmm(xr, w)
         if var is not None:
-            y.add_(self._noise(xr * xr, var, y, transpose=False))
-        if self.cfg.periphery.output_noise > 0:
-            y.add_(torch.randn(y.shape, generator=self.generator, dtype=y.dtype, device=y.device),
-                   alpha=self.cfg.periphery.output_noise)
+            self._read_noise(xr, var, y, transpose=False)
+        self._output_noise(y)
         if remember:
             self._x_last = xr[:, 0, :]
             self._rows_last = rows
-        return self.periphery.forward_output_(y)
+        return self.periphery.forward_output_(y, 1.0 / self.scale_us)
 
     def backward(self, d: torch.Tensor) -> torch.Tensor:
         """Row outputs for column errors ``d`` [chips, batch, n_out]; bias row dropped."""
         dn, scale = self.periphery.backward_input(d)
         w = self.cells.weight_us()
-        z = torch.bmm(dn, w.transpose(1, 2)).div_(self.scale_us)
+        z = torch.bmm(dn, w.transpose(1, 2))
         if self.noisy_read:
-            z.add_(self._noise(dn * dn, self.cells.read_var_us2, z, transpose=True))
-        if self.cfg.periphery.output_noise > 0:
-            z.add_(torch.randn(z.shape, generator=self.generator, dtype=z.dtype, device=z.device),
-                   alpha=self.cfg.periphery.output_noise)
-        return self.periphery.backward_output_(z, scale)[..., :-1]
+            self._read_noise(dn, self.cells.read_var_us2, z, transpose=True)
+        self._output_noise(z)
+        return self.periphery.backward_output_(z[..., :-1], scale, 1.0 / self.scale_us)
 
     # -- update ------------------------------------------------------------------------
     def update(self, d: torch.Tensor) -> None:
@@ -152,15 +161,17 @@ class AnalogCrossbar:
         self._x_last = None
 
     def _track(self, n: torch.Tensor, rows: torch.Tensor | None) -> None:
+        """Accumulate net and total pulses of the tracked synapses (ED Fig. 2 statistics)."""
         if rows is None:
             picked = n.view(self.chips, -1).index_select(1, self.tracked)
         else:
-            pos = torch.full((self.rows,), -1, dtype=torch.long, device=n.device)
-            pos[rows] = torch.arange(rows.numel(), device=n.device)
-            tr = pos[self.tracked_row]
-            valid = (tr >= 0).to(n.dtype)
-            picked = n[:, tr.clamp(min=0), self.tracked_col] * valid
-        picked = picked.to(torch.float64)
+            pos = self._row_pos
+            pos.fill_(-1).index_copy_(0, rows, torch.arange(rows.numel(), device=n.device))
+            tr = pos.index_select(0, self.tracked_row)
+            # rows that were not updated read a zero from the appended zero row
+            tr.masked_fill_(tr < 0, rows.numel())
+            padded = torch.nn.functional.pad(n, (0, 0, 0, 1))
+            picked = padded[:, tr, self.tracked_col]
         self.tracked_net += picked
         self.tracked_total += picked.abs_()
 

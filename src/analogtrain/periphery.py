@@ -34,21 +34,45 @@ def quantize_signed_(x: torch.Tensor, bits: int, full_range: float) -> torch.Ten
 
 
 class Periphery:
+    """The converters of one array.  Methods work in place on scratch tensors.
+
+    Column outputs arrive in uS x input units; ``gain`` (1 / uS-per-weight) turns them into
+    weight x input units, folded into the same pass as the ADC.
+    """
+
     def __init__(self, cfg: PeripheryConfig):
         self.cfg = cfg
+        self._in_step = cfg.forward_input_range / (2**cfg.input_bits - 1) if cfg.input_bits else 0.0
+        self._in_levels = 2 ** (cfg.input_bits - 1) - 1 if cfg.input_bits > 1 else 1
+        self._out_levels = 2 ** (cfg.output_bits - 1) - 1 if cfg.output_bits > 1 else 1
 
-    def forward_input(self, x: torch.Tensor) -> torch.Tensor:
-        return quantize_unsigned_(x.clone(), self.cfg.input_bits, self.cfg.forward_input_range)
+    def forward_input_(self, x: torch.Tensor) -> torch.Tensor:
+        """DAC: clip to [0, range], round to input_bits (in place)."""
+        x.clamp_(0.0, self.cfg.forward_input_range)
+        if self._in_step:
+            x.mul_(1.0 / self._in_step).round_().mul_(self._in_step)
+        return x
 
-    def forward_output_(self, y: torch.Tensor) -> torch.Tensor:
-        return quantize_signed_(y, self.cfg.output_bits, self.cfg.forward_output_range)
+    def _adc_(self, y: torch.Tensor, gain: float, full_range: float) -> torch.Tensor:
+        if self.cfg.output_bits:
+            levels = self._out_levels
+            step = full_range / levels
+            return y.mul_(gain / step).round_().clamp_(-levels, levels).mul_(step)
+        return y.mul_(gain).clamp_(-full_range, full_range)
+
+    def forward_output_(self, y: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """ADC of the forward column outputs: scale by gain, clip to +-range, round."""
+        return self._adc_(y, gain, self.cfg.forward_output_range)
 
     def backward_input(self, d: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(normalised, quantised error, scale) with ``d ~ normalised * scale``."""
         scale = d.abs().amax(dim=-1, keepdim=True).clamp_(min=1e-30)
-        dn = quantize_signed_(d / scale, self.cfg.input_bits, 1.0)
+        dn = d / scale
+        if self.cfg.input_bits:
+            levels = self._in_levels
+            dn.mul_(levels).round_().div_(levels)
         return dn, scale
 
-    def backward_output_(self, z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-        quantize_signed_(z, self.cfg.output_bits, self.cfg.backward_output_range)
-        return z.mul_(scale)
+    def backward_output_(self, z: torch.Tensor, scale: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
+        """ADC of the backward outputs (clip +-range in units of the largest error), rescaled."""
+        return self._adc_(z, gain, self.cfg.backward_output_range).mul_(scale)

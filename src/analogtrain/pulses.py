@@ -31,8 +31,8 @@ class PulseBatch:
     """Signed counts of one update and cheap summaries of it."""
 
     counts: torch.Tensor  # [chips, rows, columns]
-    total_per_chip: torch.Tensor  # sum of |n| per chip (float64)
-    saturated_per_chip: torch.Tensor  # 1 where the update hit the pulse-train limit
+    total_per_chip: torch.Tensor  # sum of |n| per chip
+    saturated_per_chip: torch.Tensor  # True where the update hit the pulse-train limit
 
 
 class PulseGenerator:
@@ -53,27 +53,25 @@ class PulseGenerator:
         limit = float(self.cfg.pulse_train_length)
         n = torch.mul(x.unsqueeze(-1), d.unsqueeze(-2), out=out)
         n.mul_(self.k).round_()
-        sat = (n.abs().amax(dim=(1, 2)) > limit).to(torch.float64)
+        sat = n.abs().amax(dim=(1, 2)) > limit
         n.clamp_(-limit, limit)
-        return PulseBatch(n, n.abs().sum(dim=(1, 2), dtype=torch.float64), sat)
+        return PulseBatch(n, n.abs().sum(dim=(1, 2)), sat)
 
     def _stochastic(self, x, d, generator, out) -> PulseBatch:
+        """Coincidences of random pulse trains.  Row inputs are non-negative (the DAC clips
+        them to [0, range]); column errors carry the sign."""
         length = self.cfg.pulse_train_length
-        ax, ad = x.abs(), d.abs()
-        mx = ax.amax(dim=-1, keepdim=True)
-        md = ad.amax(dim=-1, keepdim=True)
-        q = torch.sqrt(self.k * mx * md / length)  # largest firing probability on each side
-        sat = (q.squeeze(-1) > 1.0).to(torch.float64)
-        cx = q.clamp(max=1.0) / mx.clamp(min=1e-30)
-        cd = q.clamp(max=1.0) / md.clamp(min=1e-30)
-        px = (ax * cx).unsqueeze(-1)  # [C, rows, 1]
-        pd = (ad * cd).unsqueeze(-1)  # [C, cols, 1]
-        rx = torch.rand((*x.shape, length), generator=generator, device=x.device, dtype=x.dtype)
-        rd = torch.rand((*d.shape, length), generator=generator, device=d.device, dtype=d.dtype)
-        bx = (rx < px).to(x.dtype)
-        bd = (rd < pd).to(d.dtype)
-        total = (bd.sum(dim=1) * bx.sum(dim=1)).sum(dim=-1, dtype=torch.float64)
-        bx.mul_(torch.sign(x).unsqueeze(-1))
+        rows = x.shape[-1]
+        ad = d.abs()
+        mx = x.amax(dim=-1, keepdim=True).clamp_(min=1e-30)
+        md = ad.amax(dim=-1, keepdim=True).clamp_(min=1e-30)
+        q = (mx * md).mul_(self.k / length).sqrt_()  # largest firing probability on each side
+        sat = q > 1.0
+        q.clamp_(max=1.0)
+        r = torch.rand((x.shape[0], rows + d.shape[-1], length), generator=generator, device=x.device, dtype=x.dtype)
+        bx = (r[:, :rows] < (x * (q / mx)).unsqueeze(-1)).to(x.dtype)
+        bd = (r[:, rows:] < (ad.mul_(q / md)).unsqueeze(-1)).to(d.dtype)
+        total = (bx.sum(dim=1) * bd.sum(dim=1)).sum(dim=-1)
         bd.mul_(torch.sign(d).unsqueeze(-1))
         n = torch.bmm(bx, bd.transpose(1, 2), out=out)
-        return PulseBatch(n, total, sat)
+        return PulseBatch(n, total, sat.squeeze(-1))

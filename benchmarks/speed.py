@@ -1,0 +1,109 @@
+"""Training speed of the simulated chip against plain PyTorch SGD, in one run.
+
+Times ``nature2018`` training of MNIST 528-250-125-10 at minibatch 1 and, on the same
+images in the same order, plain PyTorch FP32 SGD of the same network (nn.Linear + sigmoid,
+autograd, torch.optim.SGD, cross-entropy).  Prints images/s for each, their ratio, and the
+peak resident memory of the process (Linux ru_maxrss).  Each timing is the best of
+``--repeats`` passes over ``--images`` images after one warm-up pass.
+
+    python benchmarks/speed.py --data-dir ../shared/data/mnist --images 4000
+    python benchmarks/speed.py --presets nature2018 2pcm software --json speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import sys
+import time
+
+import torch
+
+
+def plain_sgd(x: torch.Tensor, y: torch.Tensor, hidden: list[int], lr: float) -> float:
+    """Seconds for one pass of plain autograd SGD, minibatch 1."""
+    sizes = [x.shape[1], *hidden, int(y.max()) + 1]
+    layers: list[torch.nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.Sigmoid())
+    net = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(net.parameters(), lr=lr)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    t0 = time.perf_counter()
+    for i in range(x.shape[0]):
+        opt.zero_grad()
+        loss = loss_fn(net(x[i:i + 1]), y[i:i + 1])
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def chip(x: torch.Tensor, y: torch.Tensor, preset: str, chips: int) -> float:
+    """Seconds for one pass of analogtrain training (transfers and leakage included)."""
+    from analogtrain.network import build_mlp
+    from analogtrain.presets import get_preset
+
+    cfg = get_preset(preset, {"training": {"chips": chips}})
+    mlp, _ = build_mlp(cfg, x.shape[1], int(y.max()) + 1)
+    from analogtrain.schedule import TransferSchedule
+
+    sched = TransferSchedule(cfg.chip, [layer.n_out for layer in mlp.layers])
+    dt = cfg.training.time_per_example_s
+    labels = y.tolist()
+    t0 = time.perf_counter()
+    for i in range(x.shape[0]):
+        mlp.train_example(x[i], labels[i])
+        mlp.advance_time(dt)
+        for li, cols in sched.transfers_due(i + 1):
+            mlp.layers[li].transfer(cols)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (else the usual lookup)")
+    ap.add_argument("--images", type=int, default=4000, help="images per timed pass (default 4000)")
+    ap.add_argument("--repeats", type=int, default=2, help="timed passes, best is reported (default 2)")
+    ap.add_argument("--presets", nargs="+", default=["nature2018"], help="chip presets to time")
+    ap.add_argument("--chips", type=int, default=1, help="chips trained together (batched state)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from analogtrain.data import load_dataset
+
+    data = load_dataset("mnist", data_dir=args.data_dir)
+    x, y = data.x_train[: args.images].contiguous(), data.y_train[: args.images].contiguous()
+    hidden, lr = [250, 125], 0.1
+
+    results: dict[str, float] = {}
+    plain_sgd(x[:500], y[:500], hidden, lr)  # warm-up
+    results["pytorch_sgd"] = x.shape[0] / min(plain_sgd(x, y, hidden, lr) for _ in range(args.repeats))
+    for preset in args.presets:
+        chip(x[:500], y[:500], preset, args.chips)
+        best = min(chip(x, y, preset, args.chips) for _ in range(args.repeats))
+        results[preset] = args.chips * x.shape[0] / best
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"MNIST 528-250-125-10, minibatch 1, {args.images} images, best of {args.repeats}, "
+          f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, {platform.processor() or platform.machine()}")
+    base = results["pytorch_sgd"]
+    print(f"{'pytorch_sgd':<26} {base:8.0f} images/s   ratio 1.00")
+    for preset in args.presets:
+        label = preset if args.chips == 1 else f"{preset} x{args.chips} chips"
+        print(f"{label:<26} {results[preset]:8.0f} images/s   ratio {results[preset] / base:.2f}")
+    print(f"peak resident memory {peak_mb:.0f} MB")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"images_per_s": results, "peak_rss_mb": peak_mb, "images": args.images,
+                       "threads": torch.get_num_threads(), "chips": args.chips, "argv": sys.argv}, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,90 @@
+"""The command line: the quickstart runs, bad input gives one clear line and a non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from analogtrain.cli import main
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("analogtrain: error:")
+    assert "Traceback" not in err[0]
+    return err[0]
+
+
+def test_presets_lists_every_preset(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("nature2018", "nature2018-no-inversion", "nature2018-ideal-cmos", "2pcm", "software"):
+        assert name in out
+
+
+def test_train_writes_json_and_png(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["train", "--epochs", "2", "--hidden", "32", "--limit-train", "400", "--limit-test", "200",
+                 "--compare", "software", "--out", str(out), "--quiet",
+                 "--set", "chip.transfer.interval_examples=300"])
+    assert code == 0
+    res = json.loads((out / "results.json").read_text())
+    assert set(res["runs"]) == {"nature2018", "software"}
+    run = res["runs"]["nature2018"]
+    assert len(run["history"]) == 2 and run["transfers"] == 2
+    assert run["config"]["chip"]["transfer"]["interval_examples"] == 300
+    assert "gap_points" in res["summary"]
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert "final test accuracy" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["train", "--preset", "natur2018"], "did you mean 'nature2018'"),
+    (["train", "--set", "chip.cell.gain_f=-1"], "chip.cell.gain_f must be > 0"),
+    (["train", "--set", "chip.cell.gian_f=2"], "did you mean 'gain_f'"),
+    (["train", "--dataset", "mnits"], "did you mean 'mnist'"),
+    (["train", "--epochs", "0"], "training.epochs"),
+    (["train", "--config", "/nonexistent/cfg.toml"], "not found"),
+    (["cost", "--network", "528-x-10"], "528-x-10"),
+])
+def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
+    code = main([*argv, "--out", str(tmp_path)] if argv[0] == "train" else argv)
+    assert code != 0
+    assert needle in _one_error_line(capsys)
+
+
+def test_missing_mnist_offline_names_the_files(tmp_path, capsys):
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"), "--no-download",
+                 "--out", str(tmp_path / "o")])
+    assert code != 0
+    line = _one_error_line(capsys)
+    assert "train-images-idx3-ubyte.gz" in line
+
+
+def test_corrupt_mnist_file_fails_its_checksum(tmp_path, capsys, shared_data):
+    d = tmp_path / "mnist"
+    d.mkdir()
+    for f in (shared_data / "mnist").glob("*.gz"):
+        shutil.copy(f, d / f.name)
+    raw = bytearray((d / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    raw[100] ^= 0xFF
+    (d / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(raw))
+    code = main(["train", "--dataset", "mnist", "--data-dir", str(d), "--no-download", "--out", str(tmp_path / "o")])
+    assert code != 0
+    line = _one_error_line(capsys)
+    assert "t10k-labels-idx1-ubyte.gz" in line and "SHA-256" in line
+
+
+def test_readme_python_snippet_runs():
+    """The README's Python example, executed as written (docs cannot go stale)."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README has no python example"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})

@@ -1,0 +1,77 @@
+"""Training end to end: it learns, it is deterministic, the presets differ as they should."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import analogtrain as at
+from analogtrain.training import Trainer
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return at.load_dataset("digits")
+
+
+def _trainer(preset: str, data, seed: int = 0, chips: int = 1, **training) -> Trainer:
+    cfg = at.get_preset(preset, {"training": {"seed": seed, "chips": chips, "hidden": [32], **training},
+                                 "chip": {"transfer": {"interval_examples": 500}}})
+    return Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes)
+
+
+def test_small_training_learns(digits):
+    tr = _trainer("nature2018", digits, epochs=4, learning_rate=0.2)
+    res = tr.train(progress=False)
+    acc = res["final_test_accuracy_mean"]
+    assert acc > 0.8, f"nature2018 reached only {acc:.3f} on digits"
+    assert res["transfers"] == (4 * digits.n_train) // 500
+    assert all(p > 0 for p in res["transfer_tuning_pulses"])
+    assert all(sum(p) > 0 for p in res["update_pulses"])
+
+
+def test_same_seed_same_result_and_different_seed_differs(digits):
+    a = _trainer("nature2018", digits, seed=3, epochs=1)
+    b = _trainer("nature2018", digits, seed=3, epochs=1)
+    c = _trainer("nature2018", digits, seed=4, epochs=1)
+    ra, rb, rc = (t.train(progress=False) for t in (a, b, c))
+    for la, lb in zip(a.mlp.layers, b.mlp.layers):
+        assert torch.equal(la.cells.g_plus, lb.cells.g_plus)
+        assert torch.equal(la.cells.v, lb.cells.v)
+    assert ra["history"] == [dict(h, wall_s=ra["history"][i]["wall_s"]) for i, h in enumerate(rb["history"])] or \
+        [h["test_accuracy"] for h in ra["history"]] == [h["test_accuracy"] for h in rb["history"]]
+    assert not torch.equal(a.mlp.layers[0].cells.v, c.mlp.layers[0].cells.v)
+
+
+def test_chips_are_independent_draws_of_the_same_run(digits):
+    tr = _trainer("nature2018", digits, chips=3, epochs=1)
+    res = tr.train(progress=False)
+    cells = tr.mlp.layers[0].cells
+    assert cells.v.shape[0] == 3
+    assert not torch.equal(cells.mismatch.step_up_v[0], cells.mismatch.step_up_v[1])
+    assert len(res["final_test_accuracy"]) == 3
+
+
+def test_software_baseline_is_plain_sgd(digits):
+    """The digital array is exactly W += eta * delta x^T with delta = onehot - softmax."""
+    tr = _trainer("software", digits, epochs=1, learning_rate=0.1)
+    layer0 = [layer.weights() for layer in tr.mlp.layers]
+    net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.Sigmoid(), torch.nn.Linear(32, 10))
+    with torch.no_grad():
+        for lin, w in zip((net[0], net[2]), layer0):
+            lin.weight.copy_(w[0, :, :-1])
+            lin.bias.copy_(w[0, :, -1])
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, y = digits.x_train[:50], digits.y_train[:50]
+    for i in range(50):
+        tr.mlp.train_example(x[i], int(y[i]))
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x[i:i + 1]), y[i:i + 1]).backward()
+        opt.step()
+    torch.testing.assert_close(tr.mlp.layers[0].weights()[0, :, :-1], net[0].weight.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_2pcm_is_worse_than_the_full_cell(digits):
+    res = {p: _trainer(p, digits, epochs=3, learning_rate=0.2).train(progress=False)["final_test_accuracy_mean"]
+           for p in ("nature2018", "2pcm")}
+    assert res["2pcm"] < res["nature2018"] - 0.03, res
