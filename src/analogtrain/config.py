@@ -245,8 +245,10 @@ class TrainingConfig(ConfigBase):
     learning_rate: float = param(0.1, gt=0, source="assumed", doc="eta of plain SGD, minibatch 1")
     epochs: int = param(3, ge=1, doc="passes over the training set")
     seed: int = param(0, ge=0, doc="seed of initial weights, data order, device draws and noise")
-    time_per_example_s: float = param(1e-6, unit="s", gt=0, source="assumed",
-                                      doc="chip time per training example; sets how much leakage acts per example")
+    time_per_example_s: float = param(3.6e-7, unit="s", gt=0, source="assumed",
+                                      doc="chip time per training example; sets how much leakage acts per example. "
+                                          "Default: the 363 ns per image that our cost model (docs/cost_model.md) "
+                                          "gives for MNIST 528-250-125-10 on the nature2018 timing")
     chips: int = param(1, ge=1, le=256, doc="independent simulated chips trained together (batched)")
     eval_batch: int = param(1000, ge=1, doc="test images evaluated at once")
 

@@ -13,16 +13,22 @@ _DEFAULT = ExperimentConfig().to_dict()
 # name -> (one-line description, overrides of the default config)
 _PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "nature2018": (
-        "full 2PCM+3T1C cell, F=3, polarity inversion, transfer every 8,000 examples (the paper's chip)",
+        "full 2PCM+3T1C cell, F=3, polarity inversion, transfer every 8,000 examples (the paper's chip; "
+        "transfer offset 0, see nature2018-offset)",
+        {"chip": {"cell": {"transfer_offset_us": 0.0}}},
+    ),
+    "nature2018-offset": (
+        "as nature2018 with the paper's 2 uS transfer offset (in our model it shifts every weight after a transfer)",
         {},
     ),
     "nature2018-no-inversion": (
         "as nature2018 without polarity inversion: the 3T1C up/down mismatch is no longer cancelled",
-        {"chip": {"cell": {"polarity_inversion": False}}},
+        {"chip": {"cell": {"polarity_inversion": False, "transfer_offset_us": 0.0}}},
     ),
     "nature2018-ideal-cmos": (
         "as nature2018 with no CMOS mismatch (identical pull-up/pull-down and V_T in every cell)",
-        {"chip": {"capacitor": {"current_mismatch_rel": 0.0, "read_threshold_mismatch_v": 0.0}}},
+        {"chip": {"capacitor": {"current_mismatch_rel": 0.0, "read_threshold_mismatch_v": 0.0},
+                  "cell": {"transfer_offset_us": 0.0}}},
     ),
     "2pcm": (
         "PCM-only cell W = F(G+ - G-): gradual partial SET, occasional RESET of saturated pairs (the group's 2015 design)",
