@@ -198,6 +198,7 @@ class HybridCells(_PCMPair):
         self._scratch = torch.empty(shape, device=device, dtype=dtype)
         self._stale = True  # W must be recomputed from the state before the next read
         self._block: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._leak_target = torch.tensor(cap.leak_target_v, dtype=dtype, device=device)
         self.refresh_pcm()
 
     @property
@@ -211,8 +212,11 @@ class HybridCells(_PCMPair):
         return (self.time_s - self._origin_s) / self.cfg.capacitor.leak_time_constant_s
 
     def _leak_(self, v: torch.Tensor, keep: torch.Tensor | float) -> None:
-        target = self.cfg.capacitor.leak_target_v
-        v.sub_(target).mul_(keep).add_(target)
+        """V <- V_leak + (V - V_leak) keep, i.e. a lerp towards V_leak by 1 - keep."""
+        if isinstance(keep, float):
+            v.lerp_(self._leak_target, 1.0 - keep)
+        else:
+            v.lerp_(self._leak_target, keep.neg_().add_(1.0))
 
     def sync(self) -> None:
         """Apply all deferred leakage so every capacitor voltage is current; new origin."""

@@ -47,6 +47,8 @@ class AnalogCrossbar:
 
     #: use the row-block path when at most this fraction of the rows has a non-zero input
     SPARSE_ROW_FRACTION = 0.6
+    #: look for zero inputs at all (the network sets False for layers fed by sigmoids)
+    sparse_inputs = True
 
     def __init__(self, n_in: int, n_out: int, chip: ChipConfig, learning_rate: float, chips: int,
                  generator: torch.Generator, device: torch.device | str = "cpu", dtype=torch.float32,
@@ -113,7 +115,7 @@ class AnalogCrossbar:
         """
         xa = self.periphery.forward_input_(_with_bias(x))
         rows = None
-        if remember and xa.shape[1] == 1:
+        if remember and self.sparse_inputs and xa.shape[1] == 1:
             nz = xa[0, 0] if self.chips == 1 else xa[:, 0, :].abs().sum(dim=0)
             active = nz.nonzero().squeeze(1)
             if active.numel() <= self.SPARSE_ROW_FRACTION * self.rows:

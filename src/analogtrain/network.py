@@ -113,6 +113,8 @@ def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="c
         else:
             layer = AnalogCrossbar(n_in, n_out, config.chip, t.learning_rate, t.chips, gen, device, layer_index=li)
         stats.append(layer.program(w.to(device)))
+        if li > 0 and t.activation in ("sigmoid", "tanh"):
+            layer.sparse_inputs = False  # smooth activations are never exactly zero: skip the search
         layers.append(layer)
     mlp = MLP(layers, t.activation)
     mlp.generator = gen  # type: ignore[attr-defined]

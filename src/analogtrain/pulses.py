@@ -63,14 +63,17 @@ class PulseGenerator:
         length = self.cfg.pulse_train_length
         rows = x.shape[-1]
         ad = d.abs()
-        mx = x.amax(dim=-1, keepdim=True).clamp_(min=1e-30)
-        md = ad.amax(dim=-1, keepdim=True).clamp_(min=1e-30)
-        q = (mx * md).mul_(self.k / length).sqrt_()  # largest firing probability on each side
-        sat = q > 1.0
-        q.clamp_(max=1.0)
+        mx = x.amax(dim=-1, keepdim=True)
+        md = ad.amax(dim=-1, keepdim=True)
+        # gains: the largest row and column probabilities are equal, q = sqrt(K mx md / L) <= 1
+        q2 = (mx * md).mul_(self.k / length)
+        sat = q2 > 1.0
+        gx = q2.clamp(max=1.0).sqrt_()
+        gd = gx / md.clamp_(min=1e-30)
+        gx.div_(mx.clamp_(min=1e-30))
         r = torch.rand((x.shape[0], rows + d.shape[-1], length), generator=generator, device=x.device, dtype=x.dtype)
-        bx = (r[:, :rows] < (x * (q / mx)).unsqueeze(-1)).to(x.dtype)
-        bd = (r[:, rows:] < (ad.mul_(q / md)).unsqueeze(-1)).to(d.dtype)
+        bx = r[:, :rows].lt_((x * gx).unsqueeze(-1))
+        bd = r[:, rows:].lt_(ad.mul_(gd).unsqueeze(-1))
         total = (bx.sum(dim=1) * bd.sum(dim=1)).sum(dim=-1)
         bd.mul_(torch.sign(d).unsqueeze(-1))
         n = torch.bmm(bx, bd.transpose(1, 2), out=out)
