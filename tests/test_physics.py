@@ -302,8 +302,10 @@ def test_crossbar_update_moves_weights_like_sgd():
     assert float((dw[0] - want).abs().max()) <= 0.5 * step + 1e-6
 
 
-def test_sparse_rows_give_the_same_result_as_dense(monkeypatch):
-    cfg = chip(pcm={"read_noise_us": 0.0, "read_noise_rel": 0.0}, update={"pulse_mode": "rounded"})
+@pytest.mark.parametrize("kind", ["2pcm+3t1c", "2pcm"])
+def test_sparse_rows_give_the_same_result_as_dense(monkeypatch, kind):
+    cfg = chip(pcm={"read_noise_us": 0.0, "read_noise_rel": 0.0, "set_step_sigma_rel": 0.0},
+               update={"pulse_mode": "rounded"}, cell={"kind": kind})
     out = []
     for frac in (0.0, 1.0):
         monkeypatch.setattr(AnalogCrossbar, "SPARSE_ROW_FRACTION", frac)

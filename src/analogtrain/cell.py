@@ -405,7 +405,17 @@ class PCMPairCells(_PCMPair):
                                       self.step_minus.index_select(1, rows), self.generator)
             self.g_plus.index_copy_(1, rows, gp)
             self.g_minus.index_copy_(1, rows, gm)
+            if not self.drift:  # only these rows changed: refresh just them
+                self._refresh_rows(rows, gp, gm)
+                return
         self.refresh_pcm()
+
+    def _refresh_rows(self, rows: torch.Tensor, gp: torch.Tensor, gm: torch.Tensor) -> None:
+        """W_pcm and the read-noise variance of a block of rows (no drift)."""
+        f = self.cfg.cell.gain_f
+        self.w_pcm_us.index_copy_(1, rows, (gp - gm).mul_(f))
+        sp, sm = self.pcm.read_sigma_us(gp), self.pcm.read_sigma_us(gm)
+        self.read_var_us2.index_copy_(1, rows, sp.mul_(sp).addcmul_(sm, sm).mul_(f * f))
 
     def sync(self) -> None:
         return None
