@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import merge_overrides
 from .._configbase import ConfigBase, param
 from ..errors import ConfigError
 
@@ -374,16 +375,6 @@ class CostParams(ConfigBase):
 COST_PRESETS: dict[str, CostParams] = {"nature2018": CostParams()}
 
 
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_cost_params(path_or_name: str | Path | CostParams | None = None) -> CostParams:
     """Return a preset by name, or read a JSON/TOML file of overrides.
 
@@ -421,7 +412,7 @@ def load_cost_params(path_or_name: str | Path | CostParams | None = None) -> Cos
     base_name = data.pop("base", "nature2018")
     if base_name not in COST_PRESETS:
         raise ConfigError(f"base {base_name!r} in {path} is not a preset; use one of {', '.join(COST_PRESETS)}")
-    merged = _merge(COST_PRESETS[base_name].to_dict(), data)
+    merged = merge_overrides(COST_PRESETS[base_name].to_dict(), data)
     if "name" not in data:
         merged["name"] = f"{base_name}+{path.name}"
     return CostParams.from_dict(merged)
