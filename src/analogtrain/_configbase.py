@@ -53,6 +53,15 @@ def param(
     return dataclasses.field(default=default, metadata=meta)
 
 
+def _r(value: Any, limit: int = 200) -> str:
+    """repr for error messages: bounded length, and never fails (ints over 4300 digits do)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
@@ -88,7 +97,7 @@ class ConfigBase:
                 return value
             if isinstance(value, dict):
                 return tp.from_dict(value)
-            raise ConfigError(f"{where} must be a table of {tp.__name__} settings, got {value!r}")
+            raise ConfigError(f"{where} must be a table of {tp.__name__} settings, got {_r(value)}")
         if origin in (typing.Union, types.UnionType):
             args = typing.get_args(tp)
             if value is None and type(None) in args:
@@ -97,29 +106,32 @@ class ConfigBase:
             return self._coerce(name, value, inner[0])
         if origin is tuple:
             if not isinstance(value, (list, tuple)):
-                raise ConfigError(f"{where} must be a list, got {value!r}")
+                raise ConfigError(f"{where} must be a list, got {_r(value)}")
             (elem,) = {a for a in typing.get_args(tp) if a is not Ellipsis}
             return tuple(self._coerce(name, v, elem) for v in value)
         if tp is bool:
             if isinstance(value, bool):
                 return value
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
+            raise ConfigError(f"{where} must be true or false, got {_r(value)}")
         if tp is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 if isinstance(value, float) and value.is_integer():
                     return int(value)
-                raise ConfigError(f"{where} must be an integer, got {value!r}")
+                raise ConfigError(f"{where} must be an integer, got {_r(value)}")
             return value
         if tp is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{where} must be a number, got {value!r}")
-            value = float(value)
+                raise ConfigError(f"{where} must be a number, got {_r(value)}")
+            try:
+                value = float(value)
+            except OverflowError:  # an int beyond the float range
+                raise ConfigError(f"{where} must be a finite number, got an integer of {value.bit_length()} bits") from None
             if not math.isfinite(value):
-                raise ConfigError(f"{where} must be a finite number, got {value!r}")
+                raise ConfigError(f"{where} must be a finite number, got {_r(value)}")
             return value
         if tp is str:
             if not isinstance(value, str):
-                raise ConfigError(f"{where} must be a string, got {value!r}")
+                raise ConfigError(f"{where} must be a string, got {_r(value)}")
             return value
         return value
 
@@ -131,20 +143,20 @@ class ConfigBase:
             close = difflib.get_close_matches(str(value), [str(c) for c in m["choices"]], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{where} must be one of {', '.join(map(repr, m['choices']))}, got {value!r}{hint}"
+                f"{where} must be one of {', '.join(map(repr, m['choices']))}, got {_r(value)}{hint}"
             )
         vals = value if isinstance(value, tuple) else (value,)
         for v in vals:
             if not isinstance(v, (int, float)) or isinstance(v, bool):
                 continue
             if m.get("ge") is not None and not v >= m["ge"]:
-                raise ConfigError(f"{where} must be >= {m['ge']}{unit}, got {v!r}")
+                raise ConfigError(f"{where} must be >= {m['ge']}{unit}, got {_r(v)}")
             if m.get("gt") is not None and not v > m["gt"]:
-                raise ConfigError(f"{where} must be > {m['gt']}{unit}, got {v!r}")
+                raise ConfigError(f"{where} must be > {m['gt']}{unit}, got {_r(v)}")
             if m.get("le") is not None and not v <= m["le"]:
-                raise ConfigError(f"{where} must be <= {m['le']}{unit}, got {v!r}")
+                raise ConfigError(f"{where} must be <= {m['le']}{unit}, got {_r(v)}")
             if m.get("lt") is not None and not v < m["lt"]:
-                raise ConfigError(f"{where} must be < {m['lt']}{unit}, got {v!r}")
+                raise ConfigError(f"{where} must be < {m['lt']}{unit}, got {_r(v)}")
 
     # -- serialisation ---------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -161,9 +173,12 @@ class ConfigBase:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         if not isinstance(data, dict):
-            raise ConfigError(f"{cls.section or cls.__name__} must be a table, got {data!r}")
+            raise ConfigError(f"{cls.section or cls.__name__} must be a table, got {_r(data)}")
         names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
         for key in data:
+            if not isinstance(key, str):
+                where = cls.section or "the config"
+                raise ConfigError(f"{where} has a key that is not a string: {_r(key)}")
             if key not in names:
                 close = difflib.get_close_matches(key, names, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"

@@ -2,13 +2,26 @@
 
 Subcommands: ``train`` (one run, optionally beside the software baseline), ``presets`` (the
 named chip configurations), ``cost`` (energy/area/time of the chip vs GPUs).  User mistakes
-are printed as one line ``analogtrain: error: ...`` with a non-zero exit; no traceback.
+are printed as one line ``analogtrain: error: ...`` with a non-zero exit; no traceback
+(2 config/arguments, 3 data, 4 checkpoint, 5 training diverged, 6 output not writable).
+
+``train`` is interruptible: it checkpoints into ``--out`` (``checkpoint.safetensors`` for the
+main run, ``checkpoint-software.safetensors`` for ``--compare software``, and ``resume.json``:
+the settings, the configs of the runs and the results of those already finished) every
+``--checkpoint-every`` examples and at each epoch end.  The first Ctrl-C (or SIGTERM) stops
+after the current example, saves a checkpoint and exits with 130 (143); ``train --resume
+DIR`` finishes the run, with results bit-identical to an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +30,7 @@ from .errors import UserError
 EPILOG = """examples:
   analogtrain train                                  # embedded 8x8 digits, no download
   analogtrain train --preset nature2018 --dataset mnist --epochs 3 --compare software
+  analogtrain train --resume runs/latest            # continue an interrupted run
   analogtrain presets
   analogtrain cost --network 528-250-125-10
 """
@@ -32,14 +46,16 @@ def _add_train(sub) -> None:
             "Train a fully connected network, one example at a time, on the simulated 2PCM+3T1C chip "
             "(or a baseline preset). Prints per-epoch test accuracy; writes results.json (accuracy per "
             "epoch, transfers, tuning and update pulses, wall time, the full config) and accuracy.png "
-            "into --out."
+            "into --out. The run is checkpointed into --out (checkpoint.safetensors, resume.json) every "
+            "--checkpoint-every examples and at every epoch end; Ctrl-C saves a checkpoint and stops, and "
+            "--resume DIR finishes the run with results identical to an uninterrupted one."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=EPILOG,
     )
-    p.add_argument("--preset", default="nature2018", metavar="NAME",
+    p.add_argument("--preset", metavar="NAME",
                    help=f"chip configuration: {', '.join(PRESET_NAMES)} (default nature2018)")
-    p.add_argument("--dataset", default="digits", metavar="NAME",
+    p.add_argument("--dataset", metavar="NAME",
                    help="digits (embedded, default), mnist (22x24 crop, 528 inputs), mnist-full (784), "
                         "mnist-backrand, mnist-backrand-full")
     p.add_argument("--data-dir", metavar="DIR", help="where dataset files are (else $ANALOGTRAIN_DATA_DIR, "
@@ -56,9 +72,17 @@ def _add_train(sub) -> None:
     p.add_argument("--compare", choices=["software"], help="also train the software baseline in the same run")
     p.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
     p.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
-    p.add_argument("--out", default="runs/latest", metavar="DIR", help="output directory (default runs/latest)")
-    p.add_argument("--threads", type=int, metavar="T", help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda (default cpu)")
+    p.add_argument("--out", metavar="DIR", help="output directory (default runs/latest)")
+    p.add_argument("--resume", metavar="DIR", help="continue the interrupted run whose --out was DIR, with its "
+                                                   "saved settings (only --quiet, --threads, --device and "
+                                                   "--checkpoint-every may be given with it)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help=f"write DIR/checkpoint.safetensors every N examples (default {DEFAULT_CHECKPOINT_EVERY:,}) "
+                        "and at every epoch end")
+    p.add_argument("--threads", type=int, metavar="T",
+                   help="torch CPU threads (default 1: one example at a time runs fastest on one thread, "
+                        "and several threads stall badly when other programs share the cores)")
+    p.add_argument("--device", help="torch device, e.g. cpu or cuda (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -68,6 +92,10 @@ def _positive(name: str, value: int | None) -> None:
         from .errors import ConfigError
 
         raise ConfigError(f"{name} must be a positive integer, got {value}")
+
+
+#: default epochs on the embedded digits (about as many examples as half an MNIST epoch)
+DIGITS_EPOCHS = 20
 
 
 def build_config(args: argparse.Namespace):
@@ -80,11 +108,18 @@ def build_config(args: argparse.Namespace):
         overrides = merge_overrides(overrides, load_config_file(args.config))
     for item in args.set:
         overrides = merge_overrides(overrides, parse_set_option(item))
+    if not isinstance(overrides.get("training", {}), dict):  # else the flags below would replace it unseen
+        from ._configbase import _r
+
+        raise ConfigError(f"training must be a table of TrainingConfig settings, got {_r(overrides['training'])}")
     training: dict[str, Any] = {}
     for key, val in (("epochs", args.epochs), ("seed", args.seed), ("chips", args.chips),
                      ("learning_rate", args.learning_rate)):
         if val is not None:
             training[key] = val
+    if (args.epochs is None and getattr(args, "dataset", None) == "digits"
+            and "epochs" not in overrides.get("training", {})):
+        training["epochs"] = DIGITS_EPOCHS  # 1,437 images per epoch: the 3 epochs meant for MNIST are too few
     if args.hidden:
         try:
             training["hidden"] = [int(v) for v in args.hidden.replace(",", "-").split("-") if v]
@@ -106,45 +141,275 @@ def _load_data(args: argparse.Namespace):
     return data
 
 
-def _run_one(name: str, cfg, data, args, out: Path) -> dict[str, Any]:
+DEFAULT_CHECKPOINT_EVERY = 10_000
+RESUME_FILE = "resume.json"
+RESUME_FORMAT = "analogtrain-resume"
+RESUME_VERSION = 1
+
+# options that define a run (with their defaults): with --resume they come from the run folder
+_RUN_OPTIONS: dict[str, Any] = {
+    "preset": None, "dataset": None, "data_dir": None, "no_download": False, "epochs": None, "seed": None,
+    "chips": None, "hidden": None, "learning_rate": None, "config": None, "set": [], "compare": None,
+    "limit_train": None, "limit_test": None, "out": None,
+}
+# what resume.json keeps of the command line (besides the resolved configs)
+_SAVED_ARGS: dict[str, tuple[type, ...]] = {
+    "preset": (str,), "dataset": (str,), "data_dir": (str, type(None)), "no_download": (bool,),
+    "compare": (str, type(None)), "limit_train": (int, type(None)), "limit_test": (int, type(None)),
+    "threads": (int, type(None)), "device": (str,), "checkpoint_every": (int,),
+}
+
+
+class _Interrupted(Exception):
+    """Training stopped on a signal at a clean point; the checkpoint is written."""
+
+    def __init__(self, signum: int, path: Path | None):
+        super().__init__(signum)
+        self.signum = signum
+        self.path = path
+
+
+class _StopOnSignal:
+    """While active, the first SIGINT/SIGTERM asks training to stop after the current example
+    (so the checkpoint is consistent); a second one interrupts at once (KeyboardInterrupt)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:  # noqa: ARG002
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def requested(self, trainer: Any) -> bool:  # noqa: ARG002  (Trainer.train's on_step)
+        return self.signum is not None
+
+    def __enter__(self) -> _StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            for name in ("SIGINT", "SIGTERM"):
+                sig = getattr(signal, name, None)
+                if sig is not None:
+                    self._old[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+
+def _checkpoint_file(out: Path, index: int, name: str) -> Path:
+    """The checkpoint of the index-th run of a command: the main run's, then the baselines'."""
+    return out / ("checkpoint.safetensors" if index == 0 else f"checkpoint-{name}.safetensors")
+
+
+def _run_one(name: str, cfg, data, args, out: Path, ckpt: Path | None = None, resume: bool = False) -> dict[str, Any]:
+    from .errors import CheckpointError
     from .experiment import _dataset_info
     from .training import Trainer
 
-    trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=args.device)
+    if resume and ckpt is not None and ckpt.exists():
+        trainer = Trainer.from_checkpoint(ckpt, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes,
+                                          device=args.device)
+        if trainer.config != cfg:
+            raise CheckpointError(f"checkpoint {ckpt} was written with another config than the {name} run "
+                                  f"recorded in {out / RESUME_FILE}")
+        st = trainer.state
+        print(f"[{name}] resuming from {ckpt.name}: {st.epoch} epoch(s) and {st.position} example(s) done",
+              flush=True)
+    else:
+        trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes,
+                          device=args.device)
 
     def on_epoch(rec) -> None:
         accs = ", ".join(f"{100 * a:.2f}%" for a in rec.test_accuracy)
         print(f"[{name}] epoch {rec.epoch}: test accuracy {accs}  "
               f"(transfers so far {rec.transfers}, {rec.examples / max(rec.wall_s, 1e-9):.0f} img/s)", flush=True)
 
-    result = trainer.train(progress=not args.quiet, on_epoch=on_epoch)
+    with _StopOnSignal() as stop:
+        result = trainer.train(progress=not args.quiet, on_epoch=on_epoch, on_step=stop.requested,
+                               checkpoint_every=args.checkpoint_every if ckpt is not None else None,
+                               checkpoint_path=ckpt)
+    if stop.signum is not None:
+        if ckpt is not None:
+            trainer.save_checkpoint(ckpt)
+        raise _Interrupted(stop.signum, ckpt)
     result["dataset"] = _dataset_info(data)
     result["name"] = name
     return result
 
 
+def _check_train_args(args: argparse.Namespace) -> None:
+    """Numbers and names of the command line that the config does not check (or checks
+    under another name)."""
+    from .errors import ConfigError
+
+    _positive("--epochs (training.epochs)", args.epochs)
+    _positive("--chips (training.chips)", args.chips)
+    _positive("--limit-train", args.limit_train)
+    _positive("--limit-test", args.limit_test)
+    _positive("--checkpoint-every", args.checkpoint_every)
+    _positive("--threads", args.threads)
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed (training.seed) must be a non-negative integer, got {args.seed}")
+    if args.learning_rate is not None and not (math.isfinite(args.learning_rate) and args.learning_rate > 0):
+        raise ConfigError(f"--learning-rate (training.learning_rate) must be a positive number, got {args.learning_rate}")
+    _check_device(args.device)
+
+
+def _check_device(name: str | None) -> None:
+    import torch
+
+    from .errors import ConfigError
+
+    if name is None:
+        return
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"--device {name!r} is not a torch device; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: no CUDA GPU is available to this torch; use --device cpu")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"--device {name!r} is not supported; use cpu or cuda")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu")
+
+
+def _read_resume(folder: Path) -> dict[str, Any]:
+    """The run recorded in ``folder/resume.json``, checked; CheckpointError otherwise."""
+    from .errors import CheckpointError
+
+    f = folder / RESUME_FILE
+    if not folder.is_dir():
+        raise CheckpointError(f"nothing to resume: {folder} is not a folder (give the --out folder of a run)")
+    try:
+        text = f.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CheckpointError(f"nothing to resume in {folder}: it has no {RESUME_FILE} "
+                              f"(start a run with --out {folder} first)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"cannot read {f}: {getattr(exc, 'strerror', None) or exc}") from None
+    bad = f"{f} is corrupt or was edited; restart the run"
+    try:
+        rec = json.loads(text)
+    except (ValueError, RecursionError):
+        raise CheckpointError(f"{bad} (not valid JSON)") from None
+    if not isinstance(rec, dict) or rec.get("format") != RESUME_FORMAT:
+        raise CheckpointError(f"{f} is not an analogtrain run record")
+    if rec.get("version") != RESUME_VERSION:
+        raise CheckpointError(f"{f} has version {rec.get('version')!r}; this analogtrain reads version "
+                              f"{RESUME_VERSION}")
+    saved, plan, finished = rec.get("args"), rec.get("plan"), rec.get("finished")
+    if not (isinstance(saved, dict) and isinstance(plan, list) and plan and isinstance(finished, dict)):
+        raise CheckpointError(f"{bad} (missing fields)")
+    for key, types in _SAVED_ARGS.items():
+        v = saved.get(key)
+        if key not in saved or not isinstance(v, types) or (isinstance(v, bool) and bool not in types):
+            raise CheckpointError(f"{bad} (args.{key} is {v!r})")
+    for item in plan:
+        if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("config"), dict)):
+            raise CheckpointError(f"{bad} (plan)")
+    names = [item["name"] for item in plan]
+    needed = ("history", "final_test_accuracy_mean", "network", "chips", "examples", "transfers", "update_pulses",
+              "transfer_tuning_pulses", "cells_per_layer")
+    for name, result in finished.items():
+        if name not in names or not isinstance(result, dict) or not all(k in result for k in needed):
+            raise CheckpointError(f"{bad} (finished run {name!r})")
+    return rec
+
+
+def _write_resume(out: Path, rec: dict[str, Any]) -> None:
+    from .checkpoint import atomic_write
+    from .experiment import _json_default
+
+    atomic_write(out / RESUME_FILE, json.dumps(rec, indent=1, default=_json_default).encode("utf-8"))
+
+
+def _plan_from_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]:
+    """[(name, config dict)] of the runs of this command, and the main config."""
+    from .presets import get_preset
+
+    cfg, overrides = build_config(args)
+    plan = [{"name": args.preset, "config": cfg.to_dict()}]
+    if args.compare == "software" and args.preset != "software":
+        sw_overrides = {"training": overrides.get("training", {})} if overrides.get("training") else None
+        plan.append({"name": "software", "config": get_preset("software", sw_overrides).to_dict()})
+    return plan, cfg
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
+    from .config import ExperimentConfig
+    from .errors import CheckpointError, ConfigError, OutputError
     from .experiment import environment, prepare_output_dir, write_json
     from .plots import accuracy_vs_epoch
-    from .presets import get_preset
 
+    _check_train_args(args)
+    resuming = args.resume is not None
+    if resuming:
+        given = [k for k, default in _RUN_OPTIONS.items() if getattr(args, k) != default]
+        if given:
+            raise ConfigError(f"--resume continues a run with the settings it was started with; drop "
+                              f"--{given[0].replace('_', '-')} (or start a new run with another --out)")
+        out = Path(args.resume)
+        rec = _read_resume(out)
+        for key, value in rec["args"].items():
+            if key in _SAVED_ARGS and (key not in ("threads", "device", "checkpoint_every")
+                                       or getattr(args, key) is None):
+                setattr(args, key, value)
+        _check_device(args.device)
+        try:
+            cfgs = [ExperimentConfig.from_dict(item["config"]) for item in rec["plan"]]
+        except ConfigError as exc:
+            raise CheckpointError(f"{out / RESUME_FILE} holds an invalid config: {exc}") from None
+        cfg = cfgs[0]
+        out = prepare_output_dir(out)
+    else:
+        args.preset = args.preset or "nature2018"
+        args.dataset = args.dataset or "digits"
+        args.device = args.device or "cpu"
+        args.checkpoint_every = args.checkpoint_every or DEFAULT_CHECKPOINT_EVERY
+        args.threads = args.threads or 1
+        plan, cfg = _plan_from_args(args)
+        cfgs = [cfg] + [ExperimentConfig.from_dict(item["config"]) for item in plan[1:]]
+        out = prepare_output_dir(args.out or "runs/latest")
+        rec = {
+            "format": RESUME_FORMAT, "version": RESUME_VERSION,
+            "args": {k: getattr(args, k) for k in _SAVED_ARGS},
+            "plan": plan, "finished": {},
+        }
+        if args.data_dir is not None:
+            rec["args"]["data_dir"] = str(Path(args.data_dir).resolve())
     if args.threads is not None:
-        _positive("--threads", args.threads)
         torch.set_num_threads(args.threads)
-    cfg, overrides = build_config(args)
-    out = prepare_output_dir(args.out)
     data = _load_data(args)
-    print(f"analogtrain: {args.preset} on {data.name} ({data.n_train} train / {data.n_test} test, "
-          f"network {'-'.join(str(v) for v in [data.n_inputs, *cfg.training.hidden, data.n_classes])}, "
+    if not resuming:
+        for i, item in enumerate(rec["plan"]):  # checkpoints of an earlier run in the same folder
+            _checkpoint_file(out, i, item["name"]).unlink(missing_ok=True)
+        _write_resume(out, rec)
+    print(f"analogtrain: {'resuming ' if resuming else ''}{args.preset} on {data.name} ({data.n_train} train / "
+          f"{data.n_test} test, network {'-'.join(str(v) for v in [data.n_inputs, *cfg.training.hidden, data.n_classes])}, "
           f"{cfg.training.epochs} epochs, seed {cfg.training.seed}, {cfg.training.chips} chip(s))", flush=True)
+    resume_hint = f"resume with: analogtrain train --resume {shlex.quote(str(out))}"
     runs: dict[str, dict[str, Any]] = {}
-    runs[args.preset] = _run_one(args.preset, cfg, data, args, out)
-    if args.compare == "software" and args.preset != "software":
-        sw_overrides = {"training": overrides.get("training", {})} if overrides.get("training") else None
-        sw_cfg = get_preset("software", sw_overrides)
-        runs["software"] = _run_one("software", sw_cfg, data, args, out)
+    try:
+        for i, (item, run_cfg) in enumerate(zip(rec["plan"], cfgs)):
+            name = item["name"]
+            if name in rec["finished"]:
+                runs[name] = rec["finished"][name]
+                continue
+            runs[name] = _run_one(name, run_cfg, data, args, out, _checkpoint_file(out, i, name), resume=resuming)
+            rec["finished"][name] = runs[name]
+            _write_resume(out, rec)
+    except _Interrupted as stop:
+        where = f"checkpoint saved in {stop.path}; " if stop.path is not None else ""
+        print(f"analogtrain: interrupted; {where}{resume_hint}", file=sys.stderr, flush=True)
+        return 128 + stop.signum
+    except KeyboardInterrupt:
+        print(f"analogtrain: interrupted; {resume_hint} (from the last checkpoint)", file=sys.stderr, flush=True)
+        return 130
     payload: dict[str, Any] = {"preset": args.preset, "runs": runs, "environment": environment()}
     main_run = runs[args.preset]
     summary = {"test_accuracy": main_run["final_test_accuracy_mean"]}
@@ -157,7 +422,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         payload["chip_cost"] = cost_text[1]
     payload["summary"] = summary
     write_json(out / "results.json", payload)
-    accuracy_vs_epoch(runs, out / "accuracy.png", title=f"{data.name}: test accuracy")
+    try:
+        accuracy_vs_epoch(runs, out / "accuracy.png", title=f"{data.name}: test accuracy")
+    except OSError as exc:
+        raise OutputError(f"cannot write {out / 'accuracy.png'}: {exc.strerror or exc}; choose another --out "
+                          "or free space") from None
     print(f"final test accuracy: {args.preset} {100 * summary['test_accuracy']:.2f}%", end="")
     if "software_test_accuracy" in summary:
         print(f", software {100 * summary['software_test_accuracy']:.2f}% (gap {summary['gap_points']:+.2f} points)",
@@ -201,11 +470,22 @@ def cmd_presets(args: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
+class _ArgumentError(UserError):
+    """A command line argparse cannot parse (reported in one line, like every user error)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one ``analogtrain: error:`` line (no usage block)."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise _ArgumentError(f"{message} (see '{self.prog} --help')")
+
+
 def make_parser() -> argparse.ArgumentParser:
     from . import __version__
     from .cost.cli import add_parser as add_cost_parser
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="analogtrain",
         description="Train neural networks on a simulated 2PCM+3T1C analog-memory training chip "
                     "(Ambrogio et al., Nature 558, 60-67, 2018) and estimate what it costs.",
@@ -224,14 +504,15 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 2
     try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"analogtrain: error: {exc}", file=sys.stderr)
+        text = " ".join(str(exc).splitlines())  # one line, whatever the message holds
+        print(f"analogtrain: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("analogtrain: interrupted", file=sys.stderr)

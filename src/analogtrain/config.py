@@ -272,8 +272,11 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             data = tomllib.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'TOML'}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:  # JSON/TOML/Unicode decode errors are ValueErrors
+        what = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise ConfigError(f"config file {p} is not valid {p.suffix.lstrip('.') or 'TOML'}: {what}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {p} must hold a table of settings")
     return data
@@ -298,7 +301,7 @@ def parse_set_option(text: str) -> dict[str, Any]:
     key = key.strip()
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (ValueError, RecursionError):  # not a TOML value (TOMLDecodeError is a ValueError): a plain string
         value = raw.strip()
     out: dict[str, Any] = {}
     cur = out

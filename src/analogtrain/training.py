@@ -7,15 +7,17 @@ every variant of one seed (software, analog presets) sees the same images in the
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from .config import ExperimentConfig
-from .errors import TrainingDivergedError
+from .errors import ConfigError, OutputError, TrainingDivergedError
 from .network import MLP, build_mlp
 from .schedule import TransferSchedule
 
@@ -94,8 +96,25 @@ class Trainer:
         """Test accuracy (fraction) per chip."""
         x = self.x_test if x is None else x
         y = self.y_test if y is None else y
-        pred = self.mlp.predict(x, batch=self.config.training.eval_batch)
+        pred = self._predict_checked(x)
         return (pred == y.unsqueeze(0)).double().mean(dim=1).tolist()
+
+    @torch.no_grad()
+    def _predict_checked(self, x: torch.Tensor) -> torch.Tensor:
+        """As ``MLP.predict`` (same calls, same results), checking that the outputs are finite."""
+        mlp = self.mlp
+        batch = self.config.training.eval_batch
+        out = []
+        for start in range(0, x.shape[0], batch):
+            xb = x[start:start + batch].unsqueeze(0).expand(mlp.chips, -1, -1)
+            logits, _ = mlp.forward(xb)
+            if not bool(torch.isfinite(logits).all()):
+                raise TrainingDivergedError(
+                    f"non-finite network outputs in evaluation after {self.state.examples_seen} examples; "
+                    "lower training.learning_rate or check the chip config"
+                )
+            out.append(logits.argmax(dim=-1))
+        return torch.cat(out, dim=1)
 
     # -- the loop ------------------------------------------------------------------------
     def _after_example(self) -> None:
@@ -141,14 +160,26 @@ class Trainer:
 
     def train(self, epochs: int | None = None, progress: bool = True,
               on_epoch: Callable[[EpochRecord], None] | None = None,
-              on_step: Callable[["Trainer"], bool] | None = None) -> dict[str, Any]:
+              on_step: Callable[["Trainer"], bool] | None = None,
+              checkpoint_every: int | None = None,
+              checkpoint_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
         """Train until ``epochs`` epochs are complete (default: the config's), return results.
 
         ``on_step(trainer)`` is called after every example; returning True stops training
-        early (the state stays resumable).
+        early (the state stays resumable: :meth:`save_checkpoint`, then :meth:`load_checkpoint`
+        or :meth:`from_checkpoint` and ``train()`` again).
+
+        With ``checkpoint_path``, a checkpoint is written there every ``checkpoint_every``
+        examples (counted over the whole run, if given) and at the end of every epoch; if the
+        state becomes non-finite, it is saved beside it (``*-diverged.safetensors``) and the
+        :class:`TrainingDivergedError` says where.  Checkpointing does not change the results:
+        a run resumed from any checkpoint ends bit for bit where the uninterrupted run ends.
         """
         from tqdm.auto import tqdm
 
+        every = checkpoint_every if checkpoint_path is not None else None
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+            raise ConfigError(f"checkpoint_every must be a positive integer, got {every!r}")
         epochs = self.config.training.epochs if epochs is None else epochs
         st = self.state
         n = self.x_train.shape[0]
@@ -164,17 +195,23 @@ class Trainer:
             t0 = time.perf_counter()
             bar = tqdm(total=n, initial=st.position, desc=f"epoch {st.epoch + 1}/{epochs}", unit="img",
                        disable=not progress, leave=False, mininterval=0.5, dynamic_ncols=True)
-            i = st.position
+            i = start = st.position
             stopped = False
             while i < n:
                 idx = order[i]
                 pred = mlp.train_example(x_train[idx], labels[idx])
                 correct += pred == label_t[idx]
-                self._after_example()
+                try:
+                    self._after_example()
+                except TrainingDivergedError as exc:
+                    raise self._diverged(exc, checkpoint_path, i + 1, correct, t0, bar) from None
                 i += 1
                 if i % 500 == 0:
-                    bar.update(500 if i - 500 >= st.position else i - st.position)
+                    bar.update(500 if i - 500 >= start else i - start)
                     bar.set_postfix(train_acc=f"{float(correct.double().mean()) / i:.3f}", refresh=False)
+                    self._check_state_finite(checkpoint_path, i, correct, t0, bar)
+                if every is not None and st.examples_seen % every == 0:
+                    t0 = self._checkpoint_in_epoch(checkpoint_path, i, correct, t0, bar)
                 if on_step is not None and on_step(self):
                     stopped = True
                     break
@@ -184,8 +221,11 @@ class Trainer:
             st.wall_s += time.perf_counter() - t0
             if stopped:
                 return self.results()
-            self._check_finite()
-            test_acc = self.evaluate()
+            try:
+                self._check_finite()
+                test_acc = self.evaluate()
+            except TrainingDivergedError as exc:
+                raise self._diverged(exc, checkpoint_path) from None
             rec = EpochRecord(
                 epoch=st.epoch + 1,
                 test_accuracy=test_acc,
@@ -198,9 +238,90 @@ class Trainer:
             st.epoch += 1
             st.position = 0
             st.train_correct = [0] * chips
+            if checkpoint_path is not None:
+                self.save_checkpoint(checkpoint_path)
             if on_epoch is not None:
                 on_epoch(rec)
         return self.results()
+
+    # -- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
+        """Write the whole simulator and training state to ``path`` (safetensors, atomic).
+
+        ``extra``: a small JSON-able dict stored with it (returned by :meth:`load_checkpoint`).
+        See :mod:`analogtrain.checkpoint` for the format.
+        """
+        from .checkpoint import save_checkpoint
+
+        return save_checkpoint(self, path, extra)
+
+    def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Restore the state saved at ``path`` into this trainer, which must have been built
+        with the same config and data (:class:`CheckpointError` otherwise); returns ``extra``."""
+        from .checkpoint import load_into
+
+        return load_into(self, path)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike[str], x_train: torch.Tensor, y_train: torch.Tensor,
+                        x_test: torch.Tensor, y_test: torch.Tensor, n_classes: int | None = None,
+                        device: str | torch.device = "cpu") -> "Trainer":
+        """A trainer rebuilt from the config saved at ``path`` and the given data, with the saved
+        state restored; ``train()`` continues the run."""
+        from .checkpoint import load_trainer
+
+        return load_trainer(path, x_train, y_train, x_test, y_test, n_classes, device)
+
+    def _record_progress(self, i: int, correct: torch.Tensor, t0: float) -> float:
+        """Store the loop's position, running accuracy and wall time in the state; new t0."""
+        st = self.state
+        now = time.perf_counter()
+        st.position = i
+        st.train_correct = correct.tolist()
+        st.wall_s += now - t0
+        return now
+
+    def _checkpoint_in_epoch(self, path: str | os.PathLike[str], i: int, correct: torch.Tensor, t0: float,
+                             bar: Any = None) -> float:
+        self._check_state_finite(path, i, correct, t0, bar)
+        self._record_progress(i, correct, t0)
+        self.save_checkpoint(path)
+        return time.perf_counter()  # the time spent writing is not training time
+
+    def _check_state_finite(self, path: str | os.PathLike[str] | None, i: int, correct: torch.Tensor,
+                            t0: float, bar: Any = None) -> None:
+        """Cheap check of the raw device state (conductances, capacitor voltages, digital
+        weights) without bringing deferred leakage up to date (that would change the
+        floating-point path of the run)."""
+        for li, layer in enumerate(self.mlp.layers):
+            cells = getattr(layer, "cells", None)
+            names = ("g_plus", "g_minus", "v") if cells is not None else ("w",)
+            for name in names:
+                t = getattr(cells if cells is not None else layer, name, None)
+                if isinstance(t, torch.Tensor) and not bool(torch.isfinite(t).all()):
+                    exc = TrainingDivergedError(
+                        f"non-finite device state appeared in layer {li + 1} after {self.state.examples_seen} "
+                        "examples; lower training.learning_rate or check the chip config"
+                    )
+                    raise self._diverged(exc, path, i, correct, t0, bar)
+
+    def _diverged(self, exc: TrainingDivergedError, path: str | os.PathLike[str] | None, i: int | None = None,
+                  correct: torch.Tensor | None = None, t0: float | None = None,
+                  bar: Any = None) -> TrainingDivergedError:
+        """Save the diverged state beside the checkpoint (if checkpointing) and say where."""
+        if bar is not None:
+            bar.close()  # before the error is printed
+        if i is not None and correct is not None and t0 is not None:
+            self._record_progress(i, correct, t0)
+        if path is None:
+            return exc
+        p = Path(path)
+        bad = p.with_name(f"{p.stem}-diverged{p.suffix or '.safetensors'}")
+        try:
+            self.save_checkpoint(bad)
+        except OutputError as err:
+            return TrainingDivergedError(f"{exc}; could not save the state ({err})")
+        return TrainingDivergedError(f"{exc}; the state at that point is saved in {bad}")
 
     # -- results -----------------------------------------------------------------------
     def results(self) -> dict[str, Any]:

@@ -1,0 +1,667 @@
+"""Reproduce the experiments of Ambrogio et al. (Nature 558, 60-67, 2018) in one command.
+
+``run_reproduction("mnist", "runs/reproduce")`` trains every variant (software baseline,
+``nature2018``, ``nature2018-no-inversion``, ``2pcm``, ``nature2018-ideal-cmos``) of one
+experiment, ``chips`` simulated chips per variant trained together in one
+:class:`~analogtrain.training.Trainer` (``training.chips``), and writes ``results.json``,
+``report.md`` and PNG figures (:mod:`analogtrain.report`) into the output folder.
+
+=================  ==============================================================================
+experiment         what is trained
+=================  ==============================================================================
+``mnist``          528-250-125-10 on MNIST cropped to 22x24, 20 epochs, transfer every 8,000
+``mnist-backrand`` the same network on MNIST-backrand (regenerated from MNIST unless the original
+                   ``.amat`` files are in the data folder), 20 epochs [assumed]
+``cifar10``        only the last layer, 1280(+bias)->10, on EfficientNet-Lite0 features
+``cifar100``       the same, 1280(+bias)->100
+``all``            the four above, one after the other
+=================  ==============================================================================
+
+CIFAR: the features of a fixed ImageNet-pretrained EfficientNet-Lite0 are computed once
+(cached on disk by :func:`analogtrain.features.extract_features`), scaled per feature to the
+DAC range [0, 1] with the training set's minimum and maximum (test features clipped), and the
+single analog layer (``training.hidden = []``) is trained on them with the same learning rate
+and epochs as the software baseline (:data:`CIFAR_LEARNING_RATE`, :data:`CIFAR_EPOCHS`).
+
+``quick=True`` is a smoke run, not the paper's experiment: small subsets, 2 epochs, a short
+transfer interval so that transfers and the two-interval pulse statistics happen at all, CIFAR
+features at 32 px; where a dataset (or the EfficientNet weights) is not on disk it uses the
+embedded 8x8 digits as a stand-in instead of downloading, and says so in the report.
+
+Besides the variants, each experiment measures the cost of batching chips: the wall time of
+the same ``nature2018`` training steps with ``chips`` chips in one trainer and with one chip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import ConfigError, DataError
+
+EXPERIMENTS: tuple[str, ...] = ("mnist", "mnist-backrand", "cifar10", "cifar100")
+DEFAULT_VARIANTS: tuple[str, ...] = (
+    "software", "nature2018", "nature2018-no-inversion", "2pcm", "nature2018-ideal-cmos",
+)
+#: the variant whose batched-vs-one-chip wall time is measured
+TIMING_VARIANT = "nature2018"
+
+MNIST_HIDDEN = (250, 125)  # [group] 528-250-125-10
+MNIST_EPOCHS = 20  # [paper]
+MNIST_LEARNING_RATE = 0.1  # the package default (config.TrainingConfig.learning_rate)
+TRANSFER_INTERVAL = 8000  # [paper] MNIST; used for every experiment [assumed for the others]
+
+#: CIFAR last-layer training (our choice, docs/reproduce.md): plain SGD at minibatch 1
+CIFAR_LEARNING_RATE = 0.02
+CIFAR_EPOCHS = 10
+CIFAR_BACKBONE = "efficientnet-lite0"
+CIFAR_INPUT_SIZE = 224
+
+# --quick (smoke run) sizes
+QUICK_TRAIN = 500
+QUICK_TEST = 250
+QUICK_EPOCHS = 2
+QUICK_INPUT_SIZE = 32
+QUICK_TIMING_EXAMPLES = 200
+FULL_TIMING_EXAMPLES = 2000
+
+FORMAT = "analogtrain-reproduce"
+VERSION = 1
+
+
+# ----------------------------------------------------------------------------- plans
+
+
+@dataclass
+class PreparedData:
+    """Inputs of one experiment, ready for a Trainer, and what they are."""
+
+    name: str  # what the report calls it
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    n_classes: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+    @property
+    def n_test(self) -> int:
+        return int(self.x_test.shape[0])
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.x_train.shape[1])
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one experiment is trained (the same for every variant)."""
+
+    hidden: tuple[int, ...]
+    epochs: int
+    learning_rate: float
+    transfer_interval: int
+    reset_check_interval: int
+    timing_examples: int
+
+    def overrides(self, chips: int, seed: int) -> dict[str, Any]:
+        return {
+            "training": {"hidden": list(self.hidden), "epochs": self.epochs, "learning_rate": self.learning_rate,
+                         "chips": chips, "seed": seed},
+            "chip": {"transfer": {"interval_examples": self.transfer_interval},
+                     "pcm": {"reset_check_interval_examples": self.reset_check_interval}},
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"hidden": list(self.hidden), "epochs": self.epochs, "learning_rate": self.learning_rate,
+                "transfer_interval_examples": self.transfer_interval,
+                "reset_check_interval_examples": self.reset_check_interval,
+                "timing_examples": self.timing_examples}
+
+
+def _settings(experiment: str, data: PreparedData, quick: bool, epochs: int | None) -> Settings:
+    cifar = experiment.startswith("cifar")
+    hidden: tuple[int, ...] = () if cifar else MNIST_HIDDEN
+    lr = CIFAR_LEARNING_RATE if cifar else MNIST_LEARNING_RATE
+    if epochs is None:
+        epochs = QUICK_EPOCHS if quick else (CIFAR_EPOCHS if cifar else MNIST_EPOCHS)
+    total = data.n_train * epochs
+    if quick:
+        # several transfers and at least one complete two-interval pulse window in a smoke run
+        interval = max(20, total // 6)
+        reset_every = max(1, interval // 8)  # the full run's 1,000 : 8,000
+        timing = min(QUICK_TIMING_EXAMPLES, total)
+    else:
+        interval = TRANSFER_INTERVAL
+        reset_every = 1000
+        timing = min(FULL_TIMING_EXAMPLES, total)
+    return Settings(hidden, epochs, lr, interval, reset_every, timing)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def _digits_stand_in(experiment: str, n_train: int | None, n_test: int | None, seed: int,
+                     reason: str) -> PreparedData:
+    from .data import load_digits
+
+    d = load_digits()
+    x_tr, x_te = d.x_train, d.x_test
+    name = "digits (stand-in)"
+    what = f"scikit-learn 8x8 digits, a stand-in for {experiment}"
+    if experiment == "mnist-backrand":
+        g = torch.Generator().manual_seed(seed * 31 + 7)
+        x_tr = torch.maximum(x_tr, torch.rand(x_tr.shape, generator=g))
+        x_te = torch.maximum(x_te, torch.rand(x_te.shape, generator=g))
+        name = "digits on random background (stand-in)"
+        what += " (max(digit, U(0,1)) background, as the MNIST-backrand regeneration)"
+    elif experiment.startswith("cifar"):
+        what += " (pixels used as the 'features' of the single trained layer)"
+    x_tr, y_tr = x_tr[:n_train], d.y_train[:n_train]
+    x_te, y_te = x_te[:n_test], d.y_test[:n_test]
+    return PreparedData(name, x_tr, y_tr, x_te, y_te, d.n_classes, {
+        "name": name, "stand_in": True, "stand_in_reason": reason, "description": what,
+        "n_train": int(x_tr.shape[0]), "n_test": int(x_te.shape[0]), "n_inputs": int(x_tr.shape[1]),
+        "n_classes": d.n_classes,
+    })
+
+
+def _from_dataset(data, note: str) -> PreparedData:
+    from .experiment import _dataset_info
+
+    info = _dataset_info(data)
+    info["stand_in"] = False
+    info["description"] = note
+    return PreparedData(data.name, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, info)
+
+
+def _load_mnist_like(experiment: str, data_dir, quick: bool, n_train: int | None, n_test: int | None,
+                     seed: int, progress: bool) -> PreparedData:
+    from .data import load_dataset
+
+    kw: dict[str, Any] = {}
+    if experiment == "mnist-backrand":
+        # regenerate (or read) only what is used: smaller splits are prefixes of the full ones
+        kw = {"progress": progress, "n_valid": 0}
+        if n_train is not None:
+            kw["n_train"] = min(n_train, 10_000)
+        if n_test is not None:
+            kw["n_test"] = min(n_test, 50_000)
+    try:
+        data = load_dataset(experiment, data_dir=data_dir, download=not quick, **kw)
+    except DataError as exc:
+        if not quick:
+            raise
+        return _digits_stand_in(experiment, n_train, n_test, seed, f"{experiment} not on disk ({exc})")
+    if n_train is not None or n_test is not None:
+        data = data.subset(n_train if n_train is not None else data.n_train,
+                           n_test if n_test is not None else data.n_test)
+    if experiment == "mnist-backrand":
+        regen = bool(data.meta.get("regenerated"))
+        note = ("MNIST-backrand REGENERATED from MNIST (the original archive is no longer downloadable; "
+                "recipe in analogtrain.data.backrand), cropped to 22x24" if regen else
+                "MNIST-backrand from the original .amat files, cropped to 22x24")
+    else:
+        note = "MNIST cropped to 22x24 = 528 inputs"
+    return _from_dataset(data, note)
+
+
+def _balanced(y: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """``n`` indices, as equal per class as possible, seeded; sorted."""
+    if n >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    classes = np.unique(y)
+    per = n // len(classes)
+    picked = [rng.choice(np.flatnonzero(y == c), min(per, int((y == c).sum())), replace=False) for c in classes]
+    out = np.concatenate(picked) if picked else np.empty(0, dtype=np.int64)
+    rest = np.setdiff1d(np.arange(len(y)), out)
+    if n > len(out):
+        out = np.concatenate([out, rng.choice(rest, n - len(out), replace=False)])
+    return np.sort(out)
+
+
+def scale_features(f_train: np.ndarray, f_test: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Per-feature min-max scaling to the DAC range [0, 1], fitted on the training set.
+
+    ``x = (f - min_train) / (max_train - min_train)``; a feature that is constant on the
+    training set becomes 0; test features are clipped to [0, 1] (as the DAC would).
+    """
+    lo = f_train.min(axis=0)
+    hi = f_train.max(axis=0)
+    span = hi - lo
+    dead = span <= 0
+    span = np.where(dead, 1.0, span)
+    x_tr = np.clip((f_train - lo) / span, 0.0, 1.0)
+    x_tr[:, dead] = 0.0
+    x_te_raw = (f_test - lo) / span
+    clipped = float(((x_te_raw < 0) | (x_te_raw > 1)).mean()) if x_te_raw.size else 0.0
+    x_te = np.clip(x_te_raw, 0.0, 1.0)
+    x_te[:, dead] = 0.0
+    info = {
+        "method": "per-feature min-max from the training set; test clipped to [0, 1]",
+        "constant_features": int(dead.sum()),
+        "test_values_clipped_fraction": clipped,
+        "train_mean_scaled": float(x_tr.mean()) if x_tr.size else 0.0,
+        "raw_max": float(hi.max()) if hi.size else 0.0,
+    }
+    return x_tr.astype(np.float32), x_te.astype(np.float32), info
+
+
+def _load_cifar_features(experiment: str, data_dir, quick: bool, n_train: int | None, n_test: int | None,
+                         seed: int, progress: bool, cache_dir, input_size: int | None, backbone_name: str,
+                         device: str) -> PreparedData:
+    from .data import load_cifar
+    from .features import extract_features, get_backbone
+
+    try:
+        images = load_cifar(experiment, data_dir, download=not quick, progress=progress)  # type: ignore[arg-type]
+    except DataError as exc:
+        if not quick:
+            raise
+        return _digits_stand_in(experiment, n_train, n_test, seed, f"{experiment} not on disk ({exc})")
+    size = input_size or (QUICK_INPUT_SIZE if quick else CIFAR_INPUT_SIZE)
+    try:
+        backbone = get_backbone(backbone_name, input_size=size, device=device)
+    except ConfigError as exc:
+        if not quick:
+            raise
+        return _digits_stand_in(experiment, n_train, n_test, seed, f"backbone unavailable ({exc})")
+    ytr_all = np.asarray(images.y_train, dtype=np.int64)
+    yte_all = np.asarray(images.y_test, dtype=np.int64)
+    # seeded class-balanced selections (the test files are ordered by class: a prefix would not do)
+    tr = _balanced(ytr_all, n_train, seed) if n_train is not None else np.arange(len(ytr_all))
+    te = _balanced(yte_all, n_test, seed + 1) if n_test is not None else np.arange(len(yte_all))
+    t0 = time.perf_counter()
+    f_tr = extract_features(images.x_train[tr], backbone, cache_dir=cache_dir, progress=progress)
+    f_te = extract_features(images.x_test[te], backbone, cache_dir=cache_dir, progress=progress)
+    feat_s = time.perf_counter() - t0
+    x_tr, x_te, scaling = scale_features(f_tr, f_te)
+    subset = images.meta.get("subset")
+    info = {
+        "name": experiment, "stand_in": False,
+        "description": (f"{experiment.upper()} images -> {backbone.name} features at {size} px "
+                        f"({backbone.num_features} per image), scaled to [0, 1]"),
+        "n_train": int(len(tr)), "n_test": int(len(te)), "n_inputs": int(x_tr.shape[1]),
+        "n_classes": int(images.n_classes),
+        "images": {"n_train_available": int(len(ytr_all)), "n_test_available": int(len(yte_all)),
+                   "development_subset": bool(subset), "source": str(images.meta.get("source", images.meta.get("path", "")))},
+        "features": {"backbone": backbone.name, "input_size": size, "num_features": backbone.num_features,
+                     "weights_sha256": backbone.weights_id, "extract_or_load_s": feat_s,
+                     "cache_dir": None if cache_dir is False else str(cache_dir) if cache_dir else "default"},
+        "scaling": scaling,
+    }
+    return PreparedData(experiment, torch.from_numpy(x_tr), torch.from_numpy(ytr_all[tr]),
+                        torch.from_numpy(x_te), torch.from_numpy(yte_all[te]), int(images.n_classes), info)
+
+
+def prepare_data(experiment: str, data_dir=None, quick: bool = False, limit_train: int | None = None,
+                 limit_test: int | None = None, seed: int = 0, progress: bool = True, cache_dir=None,
+                 input_size: int | None = None, backbone: str = CIFAR_BACKBONE, device: str = "cpu") -> PreparedData:
+    """The training and test inputs of ``experiment`` (see the module docstring)."""
+    n_train = limit_train if limit_train is not None else (QUICK_TRAIN if quick else None)
+    n_test = limit_test if limit_test is not None else (QUICK_TEST if quick else None)
+    if experiment in ("mnist", "mnist-backrand"):
+        return _load_mnist_like(experiment, data_dir, quick, n_train, n_test, seed, progress)
+    return _load_cifar_features(experiment, data_dir, quick, n_train, n_test, seed, progress, cache_dir,
+                                input_size, backbone, device)
+
+
+# ----------------------------------------------------------------------------- state summaries
+
+
+def _hist(t: torch.Tensor, lo: float | None = None, hi: float | None = None, bins: int = 60) -> dict[str, Any]:
+    a = t.detach().to("cpu", torch.float64).flatten().numpy()
+    a = a[np.isfinite(a)]
+    if lo is None or hi is None:
+        lo_, hi_ = (float(a.min()), float(a.max())) if a.size else (0.0, 1.0)
+        if hi_ <= lo_:
+            lo_, hi_ = lo_ - 0.5, hi_ + 0.5
+        lo, hi = (lo_ if lo is None else lo), (hi_ if hi is None else hi)
+    counts, edges = np.histogram(np.clip(a, lo, hi), bins=bins, range=(lo, hi))
+    return {
+        "edges": [float(e) for e in edges], "counts": [int(c) for c in counts],
+        "mean": float(a.mean()) if a.size else math.nan, "std": float(a.std()) if a.size else math.nan,
+        "min": float(a.min()) if a.size else math.nan, "max": float(a.max()) if a.size else math.nan,
+        "n": int(a.size),
+    }
+
+
+def state_histograms(trainer) -> list[dict[str, Any]]:
+    """Per layer, histograms (all chips pooled) of G+, G- (uS), V_C (V) and the weights at the end."""
+    chip = trainer.config.chip
+    out = []
+    for layer in trainer.mlp.layers:
+        entry: dict[str, Any] = {"weight": _hist(layer.weights())}
+        cells = getattr(layer, "cells", None)
+        if cells is not None:
+            st = cells.state_tensors()  # brings deferred capacitor leakage up to date
+            entry["g_plus_us"] = _hist(st["g_plus_us"], 0.0, chip.pcm.g_max_us)
+            entry["g_minus_us"] = _hist(st["g_minus_us"], 0.0, chip.pcm.g_max_us)
+            if "v_c_v" in st:
+                entry["v_c_v"] = _hist(st["v_c_v"], 0.0, chip.capacitor.supply_v)
+                entry["polarity_negative_fraction"] = float((st["polarity"] < 0).double().mean())
+        out.append(entry)
+    return out
+
+
+def pooled_pulse_statistics(trainer) -> dict[str, Any] | None:
+    """Median and 90th percentile of |net| and total pulses over every tracked synapse of every
+    layer and chip (the last complete two-interval window), or None without a window."""
+    window = trainer.pulse_window
+    if not window or not any(window):
+        return None
+    net = torch.cat([w["net"].abs().flatten() for w in window if w]).double()
+    tot = torch.cat([w["total"].flatten() for w in window if w]).double()
+    return {
+        "window_examples": 2 * trainer.schedule.interval,
+        "tracked_synapses": int(net.numel()),
+        "median_abs_net": float(net.median()), "median_total": float(tot.median()),
+        "mean_abs_net": float(net.mean()), "mean_total": float(tot.mean()),
+        "p90_abs_net": float(torch.quantile(net, 0.9)), "p90_total": float(torch.quantile(tot, 0.9)),
+    }
+
+
+def _save_pulse_window(trainer, path: Path) -> str | None:
+    window = trainer.pulse_window
+    if not window or not any(window):
+        return None
+    arrays = {}
+    for i, w in enumerate(window):
+        if w:
+            arrays[f"layer{i}_net"] = w["net"].to(torch.float32).numpy()
+            arrays[f"layer{i}_total"] = w["total"].to(torch.float32).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return path.name
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _config(variant: str, settings: Settings, chips: int, seed: int):
+    from .presets import get_preset
+
+    return get_preset(variant, settings.overrides(chips, seed))
+
+
+def _train_variant(variant: str, settings: Settings, data: PreparedData, chips: int, seed: int, device: str,
+                   progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str) -> dict[str, Any]:
+    from .training import Trainer
+
+    cfg = _config(variant, settings, chips, seed)
+    trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=device)
+
+    def on_epoch(rec) -> None:
+        accs = ", ".join(f"{100 * a:.2f}" for a in rec.test_accuracy)
+        log(f"  [{experiment}/{variant}] epoch {rec.epoch}/{settings.epochs}: test accuracy % per chip {accs} "
+            f"(transfers {rec.transfers}, {rec.wall_s:.1f} s)")
+
+    result = trainer.train(progress=progress, on_epoch=on_epoch)
+    result["variant"] = variant
+    result["state_histograms"] = state_histograms(trainer)
+    result["transfer_pulse_log"] = list(trainer.transfer_pulse_log)
+    result["pulse_statistics_pooled"] = pooled_pulse_statistics(trainer)
+    result["pulse_window_file"] = _save_pulse_window(trainer, out_dir / "data" / f"{experiment}__{variant}__pulse_window.npz")
+    return result
+
+
+def measure_chip_batching(variant: str, settings: Settings, data: PreparedData, chips: int, seed: int,
+                          device: str = "cpu", examples: int | None = None) -> dict[str, Any]:
+    """Wall time of the same ``examples`` training steps with one chip and with ``chips`` chips in one
+    trainer (one chip first, then the batch, after building both); ratio = batched / one chip."""
+    from .training import Trainer
+
+    n = examples or settings.timing_examples
+    times: dict[int, float] = {}
+    for c in (1, chips):
+        if c in times:
+            continue
+        cfg = _config(variant, settings, c, seed)
+        trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=device)
+        t0 = time.perf_counter()
+        trainer.train(epochs=math.ceil(n / data.n_train), progress=False,
+                      on_step=lambda tr: tr.state.examples_seen >= n)
+        times[c] = time.perf_counter() - t0
+    one, many = times[1], times[chips]
+    return {
+        "variant": variant, "examples": n, "chips": chips, "wall_1chip_s": one, "wall_batched_s": many,
+        "ratio": many / one if one > 0 else math.nan,
+        "per_chip_speedup": chips * one / many if many > 0 else math.nan,
+        "note": "same training steps (no evaluation); transfers only if the interval falls within them",
+    }
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def _check_positive(name: str, value: Any, allow_none: bool = True) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def resolve_variants(variants: Sequence[str] | None) -> list[str]:
+    """The variants to train (presets), checked; default :data:`DEFAULT_VARIANTS`."""
+    from .presets import PRESET_NAMES
+
+    if variants is None:
+        return list(DEFAULT_VARIANTS)
+    if isinstance(variants, str):
+        variants = [variants]
+    out: list[str] = []
+    for v in variants:
+        if v not in PRESET_NAMES:
+            close = difflib.get_close_matches(str(v), PRESET_NAMES, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"unknown variant {v!r}; {hint}variants are presets: {', '.join(PRESET_NAMES)}")
+        if v not in out:
+            out.append(v)
+    if not out:
+        raise ConfigError("give at least one variant")
+    return out
+
+
+def resolve_experiments(experiment: str) -> list[str]:
+    if experiment == "all":
+        return list(EXPERIMENTS)
+    if experiment not in EXPERIMENTS:
+        close = difflib.get_close_matches(str(experiment), [*EXPERIMENTS, "all"], n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown experiment {experiment!r}; {hint}choose from {', '.join([*EXPERIMENTS, 'all'])}")
+    return [experiment]
+
+
+def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick: bool = False,
+                     data_dir: str | Path | None = None, epochs: int | None = None,
+                     variants: Sequence[str] | None = None, progress: bool = True, threads: int | None = 1, *,
+                     limit_train: int | None = None, limit_test: int | None = None, seed: int = 0,
+                     cache_dir: str | Path | None = None, input_size: int | None = None,
+                     backbone: str = CIFAR_BACKBONE, device: str = "cpu", measure_batching: bool = True,
+                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
+
+    Args:
+        experiment: ``mnist``, ``mnist-backrand``, ``cifar10``, ``cifar100`` or ``all``.
+        out_dir: output folder (created).
+        chips: simulated chips per variant, trained together in one trainer.
+        quick: smoke run (small subsets, 2 epochs, short transfer interval; stand-ins for missing data).
+        data_dir: dataset root (as ``load_dataset``); None: ``$ANALOGTRAIN_DATA_DIR`` or the user cache.
+        epochs: override the epochs of every experiment.
+        variants: presets to train (default :data:`DEFAULT_VARIANTS`).
+        progress: progress bars and per-epoch lines.
+        threads: torch CPU threads while running (restored afterwards); None leaves them.
+        limit_train, limit_test: use only this many training / test examples (class-balanced for CIFAR).
+        seed: the seed of every variant (initial weights and data order are shared across variants).
+        cache_dir: feature cache folder for CIFAR (default: the package's cache location).
+        input_size: backbone input resolution in pixels (default 224; 32 with ``quick``).
+        backbone: feature extractor name (:func:`analogtrain.features.get_backbone`).
+        device: torch device of the simulation.
+        measure_batching: measure the wall time of ``chips`` chips batched vs one chip.
+        log: where progress lines go (default ``print`` when ``progress``).
+
+    Returns the results dict that is also written to ``out_dir/results.json``.
+    """
+    from . import report
+    from .experiment import environment, prepare_output_dir, write_json
+
+    names = resolve_experiments(experiment)
+    variant_list = resolve_variants(variants)
+    _check_positive("chips", chips, allow_none=False)
+    if chips > 256:
+        raise ConfigError(f"chips must be at most 256, got {chips}")
+    for name, value in (("epochs", epochs), ("threads", threads), ("limit_train", limit_train),
+                        ("limit_test", limit_test), ("input_size", input_size)):
+        _check_positive(name, value)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise DataError(f"data folder {data_dir} does not exist; pass the folder that holds mnist/, cifar10/, ...")
+    out = prepare_output_dir(out_dir)
+    if log is None:
+        log = (lambda s: print(s, flush=True)) if progress else (lambda s: None)
+
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    t_start = time.perf_counter()
+    results: dict[str, Any] = {
+        "format": FORMAT, "version": VERSION, "experiment": experiment, "quick": quick, "chips": chips,
+        "variants": variant_list, "seed": seed, "threads": threads, "device": device,
+        "arguments": {"data_dir": None if data_dir is None else str(data_dir), "epochs": epochs,
+                      "limit_train": limit_train, "limit_test": limit_test, "input_size": input_size,
+                      "backbone": backbone, "cache_dir": None if cache_dir is None else str(cache_dir)},
+        "environment": environment(), "experiments": {}, "wall_s": 0.0, "complete": False,
+    }
+    try:
+        for exp in names:
+            t_exp = time.perf_counter()
+            log(f"analogtrain reproduce: {exp}{' (quick smoke run)' if quick else ''}")
+            data = prepare_data(exp, data_dir, quick, limit_train, limit_test, seed, progress, cache_dir,
+                                input_size, backbone, device)
+            settings = _settings(exp, data, quick, epochs)
+            network = [data.n_inputs, *settings.hidden, data.n_classes]
+            log(f"  data: {data.info.get('description', data.name)}; {data.n_train} train / {data.n_test} test; "
+                f"network {'-'.join(map(str, network))}; {settings.epochs} epochs; {chips} chip(s)")
+            entry: dict[str, Any] = {
+                "experiment": exp, "dataset": data.info, "network": network, "settings": settings.to_dict(),
+                "variants": {}, "timing": None, "wall_s": 0.0,
+            }
+            results["experiments"][exp] = entry
+            for variant in variant_list:
+                entry["variants"][variant] = _train_variant(variant, settings, data, chips, seed, device,
+                                                            progress, log, out, exp)
+                acc = entry["variants"][variant]["final_test_accuracy"]
+                log(f"  [{exp}/{variant}] final test accuracy {100 * sum(acc) / len(acc):.2f}% "
+                    f"(chips {', '.join(f'{100 * a:.2f}' for a in acc)})")
+                entry["wall_s"] = time.perf_counter() - t_exp
+                results["wall_s"] = time.perf_counter() - t_start
+                write_json(out / "results.json", results)
+            if measure_batching and chips > 1:
+                timing_variant = TIMING_VARIANT if TIMING_VARIANT in variant_list else variant_list[0]
+                entry["timing"] = measure_chip_batching(timing_variant, settings, data, chips, seed, device)
+                t = entry["timing"]
+                log(f"  timing {timing_variant}, {t['examples']} examples: 1 chip {t['wall_1chip_s']:.2f} s, "
+                    f"{chips} chips batched {t['wall_batched_s']:.2f} s (ratio {t['ratio']:.2f}, "
+                    f"{t['per_chip_speedup']:.2f}x per chip)")
+            entry["wall_s"] = time.perf_counter() - t_exp
+            entry["checks"] = report.paper_checks(entry, quick)
+            results["wall_s"] = time.perf_counter() - t_start
+            write_json(out / "results.json", results)
+            report.write_report(results, out)
+        results["complete"] = True
+        results["wall_s"] = time.perf_counter() - t_start
+        write_json(out / "results.json", results)
+        report.write_report(results, out)
+        log(f"wrote {out / 'report.md'}, {out / 'results.json'} and figures in {out / 'figures'}")
+    finally:
+        torch.set_num_threads(old_threads)
+    return results
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``reproduce`` subcommand on an ``argparse`` subparsers object."""
+    from .presets import PRESET_NAMES
+
+    p = subparsers.add_parser(
+        "reproduce",
+        help="reproduce the paper's experiments (all variants, several chips) and write a report",
+        description=(
+            "Train the software baseline and the analog variants of one of the paper's experiments "
+            "(Ambrogio et al., Nature 2018), several simulated chips per variant trained together, and write "
+            "results.json, report.md and figures into --out. Full-size runs take hours; --quick is a smoke run "
+            "of a few minutes on small subsets."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=("examples:\n"
+                "  analogtrain reproduce all --quick --out runs/smoke\n"
+                "  analogtrain reproduce mnist --data-dir ../shared/data --out runs/mnist\n"
+                "  analogtrain reproduce cifar10 --chips 5 --variants software nature2018 --out runs/c10\n"),
+    )
+    p.add_argument("experiment", choices=[*EXPERIMENTS, "all"], help="which experiment (all: the four in turn)")
+    p.add_argument("--out", metavar="DIR", default="runs/reproduce", help="output folder (default runs/reproduce)")
+    p.add_argument("--chips", type=int, default=3, metavar="N",
+                   help="simulated chips per variant, trained together (default 3)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: small subsets, 2 epochs, short transfer interval, 32-px CIFAR features; "
+                        "the embedded digits stand in for data that is not on disk")
+    p.add_argument("--epochs", type=int, metavar="N", help="epochs of every experiment (default: MNIST 20, "
+                                                            f"CIFAR {CIFAR_EPOCHS}; quick {QUICK_EPOCHS})")
+    p.add_argument("--variants", nargs="+", metavar="PRESET",
+                   help=f"presets to train (default: {' '.join(DEFAULT_VARIANTS)}); any of {', '.join(PRESET_NAMES)}")
+    p.add_argument("--data-dir", metavar="DIR", help="dataset root holding mnist/, cifar10/, cifar100/ "
+                                                     "(else $ANALOGTRAIN_DATA_DIR, else the user cache)")
+    p.add_argument("--threads", type=int, default=1, metavar="T", help="torch CPU threads (default 1)")
+    p.add_argument("--limit-train", type=int, metavar="N", help="use only N training examples")
+    p.add_argument("--limit-test", type=int, metavar="N", help="use only N test examples")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed shared by all variants (default 0)")
+    p.add_argument("--cache-dir", metavar="DIR", help="CIFAR feature cache (default: the user cache)")
+    p.add_argument("--input-size", type=int, metavar="PX",
+                   help=f"backbone input resolution for CIFAR (default {CIFAR_INPUT_SIZE}; quick {QUICK_INPUT_SIZE})")
+    p.add_argument("--device", default="cpu", help="torch device of the simulation (default cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=run_cli)
+    return p
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    """Entry point of ``analogtrain reproduce`` (``args`` from :func:`add_parser`)."""
+    from . import report
+
+    for name in ("chips", "threads", "epochs", "limit_train", "limit_test", "input_size"):
+        value = getattr(args, name, None)
+        if value is not None and value < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    if args.seed is not None and args.seed < 0:
+        raise ConfigError(f"--seed must be a non-negative integer, got {args.seed}")
+    try:
+        dev = torch.device(args.device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"--device {args.device!r} is not a torch device; use cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: no CUDA GPU is available to this torch; use --device cpu")
+    results = run_reproduction(
+        args.experiment, args.out, chips=args.chips, quick=args.quick, data_dir=args.data_dir, epochs=args.epochs,
+        variants=args.variants, progress=not args.quiet, threads=args.threads, limit_train=args.limit_train,
+        limit_test=args.limit_test, seed=args.seed, cache_dir=args.cache_dir, input_size=args.input_size,
+        device=args.device,
+    )
+    print(report.summary_text(results))
+    return 0
