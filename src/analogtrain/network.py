@@ -85,12 +85,17 @@ class MLP:
         return logits[:, 0, :].argmax(dim=-1)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch: int = 1000) -> torch.Tensor:
-        """Predicted classes [chips, N] for inputs ``x`` [N, n_in]."""
+    def predict(self, x: torch.Tensor, batch: int = 1000, check_finite: bool = False) -> torch.Tensor:
+        """Predicted classes [chips, N] for inputs ``x`` [N, n_in].
+
+        With ``check_finite``, non-finite outputs raise :class:`FloatingPointError`.
+        """
         out = []
         for start in range(0, x.shape[0], batch):
             xb = x[start:start + batch].unsqueeze(0).expand(self.chips, -1, -1)
             logits, _ = self.forward(xb)
+            if check_finite and not bool(torch.isfinite(logits).all()):
+                raise FloatingPointError("non-finite network outputs")
             out.append(logits.argmax(dim=-1))
         return torch.cat(out, dim=1)
 

@@ -96,25 +96,14 @@ class Trainer:
         """Test accuracy (fraction) per chip."""
         x = self.x_test if x is None else x
         y = self.y_test if y is None else y
-        pred = self._predict_checked(x)
+        try:
+            pred = self.mlp.predict(x, batch=self.config.training.eval_batch, check_finite=True)
+        except FloatingPointError:
+            raise TrainingDivergedError(
+                f"non-finite network outputs in evaluation after {self.state.examples_seen} examples; "
+                "lower training.learning_rate or check the chip config"
+            ) from None
         return (pred == y.unsqueeze(0)).double().mean(dim=1).tolist()
-
-    @torch.no_grad()
-    def _predict_checked(self, x: torch.Tensor) -> torch.Tensor:
-        """As ``MLP.predict`` (same calls, same results), checking that the outputs are finite."""
-        mlp = self.mlp
-        batch = self.config.training.eval_batch
-        out = []
-        for start in range(0, x.shape[0], batch):
-            xb = x[start:start + batch].unsqueeze(0).expand(mlp.chips, -1, -1)
-            logits, _ = mlp.forward(xb)
-            if not bool(torch.isfinite(logits).all()):
-                raise TrainingDivergedError(
-                    f"non-finite network outputs in evaluation after {self.state.examples_seen} examples; "
-                    "lower training.learning_rate or check the chip config"
-                )
-            out.append(logits.argmax(dim=-1))
-        return torch.cat(out, dim=1)
 
     # -- the loop ------------------------------------------------------------------------
     def _after_example(self) -> None:
