@@ -249,6 +249,8 @@ class TrainingConfig(ConfigBase):
                                       doc="chip time per training example; sets how much leakage acts per example. "
                                           "Default: the 363 ns per image that our cost model (docs/cost_model.md) "
                                           "gives for MNIST 528-250-125-10 on the nature2018 timing")
+    tracked_synapses: int = param(4096, ge=0, doc="synapses per layer whose update pulses are counted one by one "
+                                                   "(the ED Fig. 2 statistics); 0 turns the counting off")
     chips: int = param(1, ge=1, le=256, doc="independent simulated chips trained together (batched)")
     eval_batch: int = param(1000, ge=1, doc="test images evaluated at once")
 

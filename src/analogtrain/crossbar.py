@@ -52,7 +52,7 @@ class AnalogCrossbar:
 
     def __init__(self, n_in: int, n_out: int, chip: ChipConfig, learning_rate: float, chips: int,
                  generator: torch.Generator, device: torch.device | str = "cpu", dtype=torch.float32,
-                 layer_index: int = 0):
+                 layer_index: int = 0, tracked_synapses: int = TRACKED_SYNAPSES):
         self.n_in, self.n_out, self.rows, self.chips = n_in, n_out, n_in + 1, chips
         self.cfg = chip
         self.generator = generator
@@ -75,7 +75,7 @@ class AnalogCrossbar:
         self.saturated_updates = torch.zeros(chips, dtype=torch.float64, device=device)
         self.updates = 0
         n_cells = n_out * self.rows
-        k = min(TRACKED_SYNAPSES, n_cells)
+        k = min(tracked_synapses, n_cells)
         sel = torch.Generator(device="cpu").manual_seed(12345 + n_cells)
         flat = torch.randperm(n_cells, generator=sel)[:k].to(device)
         self.tracked = flat
@@ -158,7 +158,8 @@ class AnalogCrossbar:
         self.update_pulses += pb.total_per_chip
         self.saturated_updates += pb.saturated_per_chip
         self.updates += 1
-        self._track(pb.counts, rows)
+        if self.tracked.numel():
+            self._track(pb.counts, rows)
         self.cells.apply_pulses(pb.counts, rows)
         self._x_last = None
 

@@ -116,7 +116,8 @@ def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="c
         if config.chip.cell.kind == "digital":
             layer: Layer = DigitalCrossbar(n_in, n_out, t.learning_rate, t.chips, device)
         else:
-            layer = AnalogCrossbar(n_in, n_out, config.chip, t.learning_rate, t.chips, gen, device, layer_index=li)
+            layer = AnalogCrossbar(n_in, n_out, config.chip, t.learning_rate, t.chips, gen, device, layer_index=li,
+                                   tracked_synapses=t.tracked_synapses)
         stats.append(layer.program(w.to(device)))
         if li > 0 and t.activation in ("sigmoid", "tanh"):
             layer.sparse_inputs = False  # smooth activations are never exactly zero: skip the search

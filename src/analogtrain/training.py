@@ -356,7 +356,7 @@ class Trainer:
         out = []
         window = 2 * self.schedule.interval
         for w in self.pulse_window:
-            if not w:
+            if not w or w["net"].numel() == 0:
                 out.append({})
                 continue
             net, total = w["net"].abs(), w["total"]
