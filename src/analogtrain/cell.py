@@ -198,7 +198,6 @@ class HybridCells(_PCMPair):
         self._scratch = torch.empty(shape, device=device, dtype=dtype)
         self._stale = True  # W must be recomputed from the state before the next read
         self._block: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._leak_target = torch.tensor(cap.leak_target_v, dtype=dtype, device=device)
         self.refresh_pcm()
 
     @property
@@ -211,21 +210,14 @@ class HybridCells(_PCMPair):
         """Time since the origin, in units of the leak time constant."""
         return (self.time_s - self._origin_s) / self.cfg.capacitor.leak_time_constant_s
 
-    def _leak_(self, v: torch.Tensor, keep: torch.Tensor | float) -> None:
-        """V <- V_leak + (V - V_leak) keep, i.e. a lerp towards V_leak by 1 - keep."""
-        if isinstance(keep, float):
-            v.lerp_(self._leak_target, 1.0 - keep)
-        else:
-            v.lerp_(self._leak_target, keep.neg_().add_(1.0))
-
     def sync(self) -> None:
         """Apply all deferred leakage so every capacitor voltage is current; new origin."""
         now = self._now()
         if self._rows_in_step:
             if now != 0.0:
-                self._leak_(self.v, math.exp(-now))
+                self.cap.relax_(self.v, math.exp(-now))
         else:
-            self._leak_(self.v, self._row_clock.sub(now).exp_().view(1, -1, 1))
+            self.cap.relax_(self.v, self._row_clock.sub(now).exp_().view(1, -1, 1))
             self._rows_in_step = True
         self._origin_s = self.time_s
         self._row_clock.zero_()
@@ -268,7 +260,7 @@ class HybridCells(_PCMPair):
         The block's capacitor voltages are kept for the ``apply_pulses(n, rows)`` that follows.
         """
         v = self.v.index_select(1, rows)
-        self._leak_(v, self._row_clock.index_select(0, rows).sub_(self._now()).exp_().view(1, -1, 1))
+        self.cap.relax_(v, self._row_clock.index_select(0, rows).sub_(self._now()).exp_().view(1, -1, 1))
         self._block = (rows, v)
         return self._presented(self._base_us.index_select(1, rows), v, self.mismatch.threshold_v.index_select(1, rows))
 

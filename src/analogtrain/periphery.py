@@ -15,24 +15,6 @@ import torch
 from .config import PeripheryConfig
 
 
-def quantize_unsigned_(x: torch.Tensor, bits: int, full_range: float) -> torch.Tensor:
-    """Clip to [0, range] and round to 2^bits - 1 equal steps (in place)."""
-    x.clamp_(0.0, full_range)
-    if bits > 0:
-        step = full_range / (2**bits - 1)
-        x.div_(step).round_().mul_(step)
-    return x
-
-
-def quantize_signed_(x: torch.Tensor, bits: int, full_range: float) -> torch.Tensor:
-    """Clip to [-range, range] and round to the 2^bits - 1 levels symmetric about 0 (in place)."""
-    x.clamp_(-full_range, full_range)
-    if bits > 0:
-        step = full_range / (2 ** (bits - 1) - 1) if bits > 1 else full_range
-        x.div_(step).round_().mul_(step)
-    return x
-
-
 class Periphery:
     """The converters of one array.  Methods work in place on scratch tensors.
 

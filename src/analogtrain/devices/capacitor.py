@@ -35,6 +35,18 @@ import torch
 from ..config import CapacitorConfig
 
 
+_SCALARS: dict[tuple[float, torch.dtype, torch.device], torch.Tensor] = {}
+
+
+def _scalar(value: float, like: torch.Tensor) -> torch.Tensor:
+    """A cached 0-d tensor of ``value`` with ``like``'s dtype and device (lerp_ wants a tensor end)."""
+    key = (value, like.dtype, like.device)
+    t = _SCALARS.get(key)
+    if t is None:
+        t = _SCALARS[key] = torch.tensor(value, dtype=like.dtype, device=like.device)
+    return t
+
+
 @dataclass
 class CapacitorMismatch:
     """Fixed per-cell draws (fabrication); tensors of the cells' shape."""
@@ -118,11 +130,15 @@ class Capacitor3T1C:
 
     # -- leakage -----------------------------------------------------------------------
     def leak_keep_fraction(self, dt_s: float) -> float:
-        """Fraction of (V - V_leak) that remains after dt."""
+        """Fraction of (V - V_leak) that remains after dt: exp(-dt / tau)."""
         return math.exp(-dt_s / self.cfg.leak_time_constant_s)
+
+    def relax_(self, v: torch.Tensor, keep: float | torch.Tensor) -> torch.Tensor:
+        """V <- V_leak + (V - V_leak) * keep, in place (``keep`` a number or a broadcastable tensor)."""
+        target = _scalar(self.cfg.leak_target_v, v)
+        weight = 1.0 - keep if isinstance(keep, float) else keep.neg().add_(1.0)
+        return v.lerp_(target, weight)
 
     def leak_(self, v: torch.Tensor, dt_s: float) -> torch.Tensor:
         """Exponential relaxation towards leak_target_v over dt seconds, in place."""
-        keep = self.leak_keep_fraction(dt_s)
-        target = torch.tensor(self.cfg.leak_target_v, dtype=v.dtype, device=v.device)
-        return v.lerp_(target, 1.0 - keep)
+        return self.relax_(v, self.leak_keep_fraction(dt_s))
