@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .errors import DataError, OutputError  # noqa: E402
 
@@ -151,14 +152,14 @@ def paper_checks(entry: dict[str, Any], quick: bool = False) -> list[dict[str, A
                 continue
             net, tot = pooled["median_abs_net"], pooled["median_total"]
             ok = all(r > 0 and 1 / 3 <= r <= 3 for r in (net / ref_p["net"], tot / ref_p["total"]))
-            add(claim, paper, f"median |net| {net:.0f}, median total {tot:.0f} (all layers and chips; same order "
+            add(claim, paper, f"median abs(net) {net:.0f}, median total {tot:.0f} (all layers and chips; same order "
                 "if within a factor 3)", "reproduced" if ok else "not reproduced")
         a = v.get("nature2018", {}).get("pulse_statistics_pooled")
         b = v.get("2pcm", {}).get("pulse_statistics_pooled")
         claim = "the 3T1C cell takes many more update pulses than a 2-PCM cell"
         paper = "about 1,000 vs 50 total pulses per synapse (20x)"
-        if a and b and b["median_total"] > 0:
-            r = a["median_total"] / b["median_total"]
+        if a and b:
+            r = a["median_total"] / b["median_total"] if b["median_total"] > 0 else math.inf
             add(claim, paper, f"median totals {a['median_total']:.0f} vs {b['median_total']:.0f}: {r:.1f}x "
                 "(reproduced if >= 5x)", "reproduced" if r >= 5 else "not reproduced")
         else:
@@ -254,7 +255,8 @@ def plot_pulse_statistics(entry: dict[str, Any], out: Path, path: Path, quick: b
     windows = {n: load_pulse_window(out, variants[n]) for n in rows}
     n_layers = max(1, len(entry.get("network", [0, 0])) - 1)
     nr = max(1, len(rows))
-    fig, axes = plt.subplots(nr, n_layers, figsize=(3.9 * n_layers + 0.8, 3.4 * nr + 0.6), dpi=110, squeeze=False)
+    fig, axes = plt.subplots(nr, n_layers, figsize=(max(8.0, 3.9 * n_layers + 0.8), 3.4 * nr + 0.9), dpi=110,
+                             squeeze=False)
     net = entry.get("network", [])
     interval = entry.get("settings", {}).get("transfer_interval_examples")
     for r in range(nr):
@@ -271,28 +273,50 @@ def plot_pulse_statistics(entry: dict[str, Any], out: Path, path: Path, quick: b
                 continue
             tot = w[li]["total"].ravel()
             nt = w[li]["net"].ravel()
-            hi = max(1.0, float(np.percentile(tot, 99.5)))
-            xb = np.linspace(0, hi, 61)
-            yb = np.linspace(-hi, hi, 61)
-            counts, _, _ = np.histogram2d(tot, nt, bins=[xb, yb])
-            if counts.sum() > 0:
-                m = ax.pcolormesh(xb, yb, counts.T, norm=LogNorm(vmin=1, vmax=max(2, counts.max())),
-                                  cmap="viridis", shading="flat")
+            # integer counts; net and total have the same parity (net = up - down, total = up + down), so
+            # bins of an even width, centred on integers, hold both parities and show no checkerboard.
+            # The axes cover 99% of the synapses (the bias row, always driven, is often far out).
+            hi = max(2.0, float(np.percentile(tot, 99.0)))
+            xs = 2 * max(1, math.ceil(hi / 120))
+            xb = np.arange(-0.5, hi + xs, xs)
+            yh = max(2.0, 1.15 * float(np.percentile(np.abs(nt), 99.0)))
+            ys = 2 * max(1, math.ceil(yh / 60))
+            half = math.ceil((yh + 1) / ys) * ys
+            yb = np.arange(-half - 0.5, half + ys, ys)
+            if hi <= 40 and yh <= 40:
+                # few pulses: one marker per (total, net) pair that occurs, coloured by how many synapses
+                xb = np.arange(-0.5, math.ceil(hi) + 1.5)
+                half = math.ceil(yh) + 1
+                yb = np.arange(-half - 0.5, half + 1.5)
+                pairs, cnt = np.unique(np.stack([tot, nt], axis=1), axis=0, return_counts=True)
+                size = float(np.clip(2500.0 / max(len(xb), len(yb)) ** 1.5, 4, 90))
+                m = ax.scatter(pairs[:, 0], pairs[:, 1], c=cnt, s=size, marker="s", cmap="viridis",
+                               norm=LogNorm(vmin=1, vmax=max(2, int(cnt.max()))), zorder=3)
                 fig.colorbar(m, ax=ax, pad=0.01, fraction=0.05, label="synapses")
-            ax.plot([0, hi], [0, hi], "w--", lw=0.8)
-            ax.plot([0, hi], [0, -hi], "w--", lw=0.8)
+            else:
+                counts, _, _ = np.histogram2d(tot, nt, bins=[xb, yb])
+                if counts.sum() > 0:
+                    m = ax.pcolormesh(xb, yb, counts.T, norm=LogNorm(vmin=1, vmax=max(2, counts.max())),
+                                      cmap="viridis", shading="flat")
+                    fig.colorbar(m, ax=ax, pad=0.01, fraction=0.05, label="synapses")
+            xe = float(xb[-1])
+            ax.plot([0, xe], [0, xe], "w--", lw=0.8)
+            ax.plot([0, xe], [0, -xe], "w--", lw=0.8)
             ax.set_facecolor("#202020")
-            ax.set_xlim(0, hi)
-            ax.set_ylim(-hi, hi)
+            ax.set_xlim(-0.5, xe)
+            ax.set_ylim(float(yb[0]), float(yb[-1]))
+            outside = int(((tot > xb[-1]) | (nt < yb[0]) | (nt > yb[-1])).sum())
+            note = f"\n{outside} of {tot.size} beyond the axes" if outside else ""
             ax.set_xlabel("total pulses (|up| + |down|)", fontsize=8)
             ax.set_ylabel("net pulses (up - down)", fontsize=8)
             size = f" ({net[li]}+1->{net[li + 1]})" if len(net) > li + 1 else ""
             ax.set_title(f"{name}, layer {li + 1}{size}", fontsize=9)
-            ax.text(0.03, 0.97, f"median total {np.median(tot):.0f}\nmedian |net| {np.median(np.abs(nt)):.0f}",
+            ax.text(0.03, 0.97, f"median total {np.median(tot):.0f}\nmedian |net| {np.median(np.abs(nt)):.0f}{note}",
                     transform=ax.transAxes, va="top", ha="left", fontsize=8, color="white")
             ax.tick_params(labelsize=7)
+            ax.xaxis.set_major_locator(MaxNLocator(5, integer=True))
     win = f"{2 * interval:,} examples" if interval else "two transfer intervals"
-    fig.suptitle(f"{_title(entry, quick)}\nupdate pulses per tracked synapse over {win} (ED Fig. 2); "
+    fig.suptitle(f"{_title(entry, quick)}\nupdate pulses per tracked synapse over {win} (ED Fig. 2)\n"
                  "dashed: net = +-total", fontsize=9)
     fig.tight_layout()
     _save(fig, path)
@@ -312,6 +336,8 @@ def plot_state_histograms(entry: dict[str, Any], path: Path, quick: bool = False
             any_drawn = False
             for i, (name, res) in enumerate(variants.items()):
                 hs = res.get("state_histograms") or []
+                if key == "v_c_v" and res.get("state_histograms_before_last_transfer"):
+                    hs = res["state_histograms_before_last_transfer"]  # at the very end every V_C is reset
                 if li >= len(hs) or key not in hs[li]:
                     continue
                 h = hs[li][key]
@@ -324,17 +350,19 @@ def plot_state_histograms(entry: dict[str, Any], path: Path, quick: bool = False
                 any_drawn = True
             if any_drawn:
                 ax.set_yscale("log")
-                if li == 0 and qi == 3:
-                    ax.legend(fontsize=7)
             else:
                 ax.text(0.5, 0.5, "no variant has it", ha="center", va="center", transform=ax.transAxes, fontsize=8)
             ax.set_xlabel(label, fontsize=8)
             ax.set_ylabel("density", fontsize=8)
-            ax.set_title(f"layer {li + 1}: {label}", fontsize=9)
+            what = " before the last transfer" if key == "v_c_v" else " at the end"
+            ax.set_title(f"layer {li + 1}: {label}{what}", fontsize=9)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-    fig.suptitle(f"{_title(entry, quick)}\nstate at the end of training (all chips pooled)", fontsize=10)
-    fig.tight_layout()
+    fig.suptitle(f"{_title(entry, quick)}\nstate at the end of training (V_C: one example before the last transfer, "
+                 "which resets it); all chips pooled", fontsize=10)
+    handles = [plt.Line2D([], [], color=_color(n, i), lw=1.5) for i, n in enumerate(variants)]
+    fig.legend(handles, list(variants), loc="lower center", ncol=max(1, len(handles)), fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 if n_layers > 1 else 0.09, 1, 1))
     _save(fig, path)
     return path
 
@@ -404,6 +432,16 @@ def _fmt(x: Any, nd: int = 2) -> str:
     return str(x)
 
 
+def _n(count: Any, word: str) -> str:
+    """'1 chip', '3 chips'."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _cell(text: Any) -> str:
+    """Text safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def _verdict_md(v: str) -> str:
     return {"reproduced": "reproduced", "not reproduced": "**NOT REPRODUCED**", "inconclusive": "*inconclusive*",
             "not evaluated": "not evaluated"}.get(v, v)
@@ -417,6 +455,9 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
     figs = figure_paths(out, exp)
     rel = {k: p.relative_to(out).as_posix() for k, p in figs.items()}
     L: list[str] = [f"## {exp}", ""]
+    if entry.get("reduced") and not quick:
+        L += [f"> **Reduced run:** {'; '.join(entry['reduced'])}. The verdicts below are for this run, not for the "
+              "paper's full-size experiment.", ""]
     if ds.get("stand_in"):
         L += [f"> **Stand-in data:** {ds.get('description')}. Reason: {ds.get('stand_in_reason')}.", ""]
     L += [
@@ -427,6 +468,10 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
     if meta.get("regenerated"):
         L.append(f"* MNIST-backrand is a **regeneration** (seed {meta.get('seed')}, combine '{meta.get('combine')}'): "
                  "the original archive is no longer downloadable; recipe in `analogtrain.data.backrand`")
+    if isinstance(meta.get("original_sizes"), dict):
+        o = meta["original_sizes"]
+        L.append(f"* the full dataset has {_fmt(o.get('train'))} training / {_fmt(o.get('valid'))} validation / "
+                 f"{_fmt(o.get('test'))} test examples (the validation split is not used)")
     if isinstance(meta.get("subset"), dict):
         s = meta["subset"]
         L.append(f"* subset of {_fmt(s['of']['n_train'])} / {_fmt(s['of']['n_test'])} available examples")
@@ -443,11 +488,11 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
                  f"constant features; {100 * sc.get('test_values_clipped_fraction', 0):.2f}% of test values clipped; "
                  f"extraction or cache load {f.get('extract_or_load_s', 0):.1f} s")
     L.append(f"* network {'-'.join(str(n) for n in entry.get('network', []))} (biases as an extra input row); "
-             f"{st.get('epochs')} epochs, learning rate {st.get('learning_rate')}, minibatch 1; transfer every "
+             f"{_n(st.get('epochs'), 'epoch')}, learning rate {st.get('learning_rate')}, minibatch 1; transfer every "
              f"{_fmt(st.get('transfer_interval_examples'))} examples; 2-PCM RESET check every "
              f"{_fmt(st.get('reset_check_interval_examples'))}")
     any_res = next(iter(variants.values()), {})
-    L.append(f"* {any_res.get('chips', '?')} chips per variant, trained together in one trainer (same data order "
+    L.append(f"* {_n(any_res.get('chips', 0), 'chip')} per variant, trained together in one trainer (same data order "
              "and initial weights, independent device draws and noise); wall time of the experiment "
              f"{_fmt(entry.get('wall_s'), 1)} s")
     L.append("")
@@ -469,7 +514,7 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
     checks = entry.get("checks") or paper_checks(entry, quick)
     L += ["### The paper's claims", "", "| claim | paper | this run | verdict |", "|---|---|---|---|"]
     for c in checks:
-        L.append(f"| {c['claim']} | {c['paper']} | {c['ours']} | {_verdict_md(c['verdict'])} |")
+        L.append(f"| {_cell(c['claim'])} | {_cell(c['paper'])} | {_cell(c['ours'])} | {_verdict_md(c['verdict'])} |")
     bad = [c for c in checks if c["verdict"] == "not reproduced"]
     L.append("")
     if bad:
@@ -513,19 +558,23 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
         per = tp / (n_tr * cells) if n_tr else math.nan
         upd = sum(sum(x) for x in (res.get("update_pulses") or []) if x) / chips
         L.append(f"| {name} | {n_tr} | {_fmt(sum(res.get('initial_programming_pulses', [0])) / chips, 0)} | "
-                 f"{_fmt(tp, 0)} | {_fmt(per, 2)} | {_fmt(sum(res.get('transfer_unconverged_devices', [0])) / chips, 0)} | "
+                 f"{_fmt(tp, 0)} | {_fmt(per, 2)} | "
+                 f"{_fmt(sum(res.get('transfer_unconverged_devices', [0])) / chips, 0)} | "
                  f"{_fmt(sum(res.get('occasional_reset_pulses', [0])) / chips, 0)} | {_fmt(upd, 0)} |")
     L.append("")
 
     L += ["### Device state at the end", "", f"![state histograms]({rel['state_histograms']})", "",
-          "| variant | layer | weight mean +- std | weight min / max | G+ mean (uS) | G- mean (uS) | V_C mean (V) | "
-          "columns with s = -1 |", "|---|---|---|---|---|---|---|---|"]
+          "At the end of training, except V_C: every transfer resets the capacitors to 0.5 V and a run of whole "
+          "transfer intervals ends with one, so V_C is shown one example before the last transfer.", "",
+          "| variant | layer | weight mean +- std | weight min / max | G+ mean (uS) | G- mean (uS) | "
+          "V_C mean (V), before the last transfer | columns with s = -1 |", "|---|---|---|---|---|---|---|---|"]
     for name, res in variants.items():
         for li, h in enumerate(res.get("state_histograms") or []):
             w = h["weight"]
             gp = h.get("g_plus_us", {}).get("mean")
             gm = h.get("g_minus_us", {}).get("mean")
-            vc = h.get("v_c_v", {}).get("mean")
+            pre = res.get("state_histograms_before_last_transfer") or []
+            vc = (pre[li] if li < len(pre) else h).get("v_c_v", {}).get("mean")
             pol = h.get("polarity_negative_fraction")
             L.append(f"| {name} | {li + 1} | {w['mean']:.3f} +- {w['std']:.3f} | {w['min']:.2f} / {w['max']:.2f} | "
                      f"{_fmt(gp)} | {_fmt(gm)} | {_fmt(vc, 3)} | {'-' if pol is None else f'{100 * pol:.0f}%'} |")
@@ -536,7 +585,8 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
     if t:
         L += [f"The same {t['examples']:,} training steps of {t['variant']}: one chip {t['wall_1chip_s']:.2f} s, "
               f"{t['chips']} chips in one trainer {t['wall_batched_s']:.2f} s: **{t['ratio']:.2f}x** the time of one "
-              f"chip for {t['chips']}x the chips ({t['per_chip_speedup']:.2f}x faster per chip than one at a time).", ""]
+              f"chip for {t['chips']}x the chips ({t['per_chip_speedup']:.2f}x faster per chip than one at a "
+              "time).", ""]
     else:
         L += ["Not measured (one chip, or measurement switched off).", ""]
 
@@ -551,7 +601,7 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
                 continue
             cfg = _flatten(res.get("config", {}))
             diff = [f"`{k}` = {cfg.get(k)!r}" for k in sorted(set(base) | set(cfg)) if base.get(k) != cfg.get(k)]
-            L.append(f"| {name} | {', '.join(diff) or '(none)'} |")
+            L.append(f"| {name} | {_cell(', '.join(diff) or '(none)')} |")
         L += ["", f"<details><summary>full {base_name} config of this experiment</summary>", "", "```json",
               json.dumps(variants[base_name].get("config", {}), indent=1), "```", "</details>", ""]
     return L
@@ -570,8 +620,8 @@ def report_markdown(results: dict[str, Any], out: Path) -> str:
     if not results.get("complete", False):
         L += ["> **Incomplete:** the run is still going or was interrupted; this report shows what has finished.", ""]
     L += [f"* experiment(s): {', '.join(exps) or 'none yet'}; variants: {', '.join(results.get('variants', []))}",
-          f"* {results.get('chips')} simulated chips per variant, seed {results.get('seed')}, "
-          f"{results.get('threads')} torch thread(s), device {results.get('device')}",
+          f"* {_n(results.get('chips', 0), 'simulated chip')} per variant, seed {results.get('seed')}, "
+          f"{_n(results.get('threads'), 'torch thread')}, device {results.get('device')}",
           f"* total wall time {_fmt(results.get('wall_s'), 1)} s; analogtrain {env.get('analogtrain')}, "
           f"torch {env.get('torch')}, Python {env.get('python')}, {env.get('platform')}, {env.get('time_utc')}",
           "* everything below is in `results.json` (full configs, per-epoch accuracy per chip, pulse counts, "
@@ -598,12 +648,20 @@ def report_markdown(results: dict[str, Any], out: Path) -> str:
     return "\n".join(L) + "\n"
 
 
-def write_report(results: dict[str, Any], out: str | Path) -> Path:
-    """Figures for every experiment in ``results`` and ``out/report.md``; returns the report's path."""
+def write_report(results: dict[str, Any], out: str | Path, figures: str | list[str] | None = None) -> Path:
+    """``out/report.md`` and the figures of the experiments in ``results``; returns the report's path.
+
+    ``figures``: the experiments whose figures are (re)drawn (default: all); the figures of the
+    others are drawn only if missing.
+    """
     out = Path(out)
     quick = bool(results.get("quick"))
-    for entry in results.get("experiments", {}).values():
-        if entry.get("variants"):
+    redraw = None if figures is None else ([figures] if isinstance(figures, str) else list(figures))
+    for name, entry in results.get("experiments", {}).items():
+        if not entry.get("variants"):
+            continue
+        missing = not all(p.is_file() for p in figure_paths(out, name).values())
+        if redraw is None or name in redraw or missing:
             write_figures(entry, out, quick)
     text = report_markdown(results, out)
     path = out / "report.md"

@@ -35,6 +35,7 @@ the same ``nature2018`` training steps with ``chips`` chips in one trainer and w
 from __future__ import annotations
 
 import argparse
+import copy
 import difflib
 import math
 import time
@@ -67,8 +68,8 @@ CIFAR_BACKBONE = "efficientnet-lite0"
 CIFAR_INPUT_SIZE = 224
 
 # --quick (smoke run) sizes
-QUICK_TRAIN = 500
-QUICK_TEST = 250
+QUICK_TRAIN = 1000
+QUICK_TEST = 500
 QUICK_EPOCHS = 2
 QUICK_INPUT_SIZE = 32
 QUICK_TIMING_EXAMPLES = 200
@@ -132,7 +133,8 @@ class Settings:
                 "timing_examples": self.timing_examples}
 
 
-def _settings(experiment: str, data: PreparedData, quick: bool, epochs: int | None) -> Settings:
+def _settings(experiment: str, data: PreparedData, quick: bool, epochs: int | None,
+              transfer_interval: int | None = None) -> Settings:
     cifar = experiment.startswith("cifar")
     hidden: tuple[int, ...] = () if cifar else MNIST_HIDDEN
     lr = CIFAR_LEARNING_RATE if cifar else MNIST_LEARNING_RATE
@@ -148,6 +150,9 @@ def _settings(experiment: str, data: PreparedData, quick: bool, epochs: int | No
         interval = TRANSFER_INTERVAL
         reset_every = 1000
         timing = min(FULL_TIMING_EXAMPLES, total)
+    if transfer_interval is not None:
+        interval = transfer_interval
+        reset_every = max(1, round(transfer_interval / 8))
     return Settings(hidden, epochs, lr, interval, reset_every, timing)
 
 
@@ -195,7 +200,8 @@ def _load_mnist_like(experiment: str, data_dir, quick: bool, n_train: int | None
     kw: dict[str, Any] = {}
     if experiment == "mnist-backrand":
         # regenerate (or read) only what is used: smaller splits are prefixes of the full ones
-        kw = {"progress": progress, "n_valid": 0}
+        # n_valid=1, not 0: load_mnist_backrand fails on an empty validation split (reshape of 0 rows)
+        kw = {"progress": progress, "n_valid": 1}
         if n_train is not None:
             kw["n_train"] = min(n_train, 10_000)
         if n_test is not None:
@@ -206,7 +212,7 @@ def _load_mnist_like(experiment: str, data_dir, quick: bool, n_train: int | None
         if not quick:
             raise
         return _digits_stand_in(experiment, n_train, n_test, seed, f"{experiment} not on disk ({exc})")
-    if n_train is not None or n_test is not None:
+    if experiment != "mnist-backrand" and (n_train is not None or n_test is not None):
         data = data.subset(n_train if n_train is not None else data.n_train,
                            n_test if n_test is not None else data.n_test)
     if experiment == "mnist-backrand":
@@ -298,7 +304,8 @@ def _load_cifar_features(experiment: str, data_dir, quick: bool, n_train: int | 
         "n_train": int(len(tr)), "n_test": int(len(te)), "n_inputs": int(x_tr.shape[1]),
         "n_classes": int(images.n_classes),
         "images": {"n_train_available": int(len(ytr_all)), "n_test_available": int(len(yte_all)),
-                   "development_subset": bool(subset), "source": str(images.meta.get("source", images.meta.get("path", "")))},
+                   "development_subset": bool(subset),
+                   "source": str(images.meta.get("source", images.meta.get("path", "")))},
         "features": {"backbone": backbone.name, "input_size": size, "num_features": backbone.num_features,
                      "weights_sha256": backbone.weights_id, "extract_or_load_s": feat_s,
                      "cache_dir": None if cache_dir is False else str(cache_dir) if cache_dir else "default"},
@@ -340,20 +347,29 @@ def _hist(t: torch.Tensor, lo: float | None = None, hi: float | None = None, bin
     }
 
 
-def state_histograms(trainer) -> list[dict[str, Any]]:
-    """Per layer, histograms (all chips pooled) of G+, G- (uS), V_C (V) and the weights at the end."""
+def state_histograms(trainer, snapshot: bool = False) -> list[dict[str, Any]]:
+    """Per layer, histograms (all chips pooled) of G+, G- (uS), V_C (V) and the weights.
+
+    Reading V_C brings the deferred capacitor leakage up to date, which changes the run's
+    floating-point path; with ``snapshot`` the cells are deep-copied first, so a histogram
+    taken during training leaves the run bit for bit as it would have been.
+    """
     chip = trainer.config.chip
     out = []
     for layer in trainer.mlp.layers:
-        entry: dict[str, Any] = {"weight": _hist(layer.weights())}
         cells = getattr(layer, "cells", None)
-        if cells is not None:
-            st = cells.state_tensors()  # brings deferred capacitor leakage up to date
-            entry["g_plus_us"] = _hist(st["g_plus_us"], 0.0, chip.pcm.g_max_us)
-            entry["g_minus_us"] = _hist(st["g_minus_us"], 0.0, chip.pcm.g_max_us)
-            if "v_c_v" in st:
-                entry["v_c_v"] = _hist(st["v_c_v"], 0.0, chip.capacitor.supply_v)
-                entry["polarity_negative_fraction"] = float((st["polarity"] < 0).double().mean())
+        if cells is None:
+            out.append({"weight": _hist(layer.weights())})
+            continue
+        if snapshot:
+            cells = copy.deepcopy(cells)
+        st = cells.state_tensors()  # brings deferred capacitor leakage up to date
+        entry: dict[str, Any] = {"weight": _hist(cells.weight_us() / layer.scale_us)}
+        entry["g_plus_us"] = _hist(st["g_plus_us"], 0.0, chip.pcm.g_max_us)
+        entry["g_minus_us"] = _hist(st["g_minus_us"], 0.0, chip.pcm.g_max_us)
+        if "v_c_v" in st:
+            entry["v_c_v"] = _hist(st["v_c_v"], 0.0, chip.capacitor.supply_v)
+            entry["polarity_negative_fraction"] = float((st["polarity"] < 0).double().mean())
         out.append(entry)
     return out
 
@@ -410,42 +426,85 @@ def _train_variant(variant: str, settings: Settings, data: PreparedData, chips: 
         log(f"  [{experiment}/{variant}] epoch {rec.epoch}/{settings.epochs}: test accuracy % per chip {accs} "
             f"(transfers {rec.transfers}, {rec.wall_s:.1f} s)")
 
-    result = trainer.train(progress=progress, on_epoch=on_epoch)
+    # V_C is reset at every transfer, and a run of whole intervals ends with one: keep the state
+    # one example before the last transfer too, when the capacitors hold a whole interval of updates
+    total = settings.epochs * data.n_train
+    interval = settings.transfer_interval
+    last = (total // interval) * interval if cfg.chip.cell.kind == "2pcm+3t1c" else 0
+    snap: dict[str, Any] = {}
+
+    def on_step(tr) -> bool:
+        if last > 1 and tr.state.examples_seen == last - 1:
+            snap["hist"] = state_histograms(tr, snapshot=True)
+        return False
+
+    result = trainer.train(progress=progress, on_epoch=on_epoch, on_step=on_step if last > 1 else None)
     result["variant"] = variant
     result["state_histograms"] = state_histograms(trainer)
+    if snap:
+        result["state_histograms_before_last_transfer"] = snap["hist"]
+        result["state_before_last_transfer_examples"] = last - 1
     result["transfer_pulse_log"] = list(trainer.transfer_pulse_log)
     result["pulse_statistics_pooled"] = pooled_pulse_statistics(trainer)
-    result["pulse_window_file"] = _save_pulse_window(trainer, out_dir / "data" / f"{experiment}__{variant}__pulse_window.npz")
+    window_file = out_dir / "data" / f"{experiment}__{variant}__pulse_window.npz"
+    result["pulse_window_file"] = _save_pulse_window(trainer, window_file)
     return result
 
 
 def measure_chip_batching(variant: str, settings: Settings, data: PreparedData, chips: int, seed: int,
-                          device: str = "cpu", examples: int | None = None) -> dict[str, Any]:
+                          device: str = "cpu", examples: int | None = None, repeats: int = 2) -> dict[str, Any]:
     """Wall time of the same ``examples`` training steps with one chip and with ``chips`` chips in one
-    trainer (one chip first, then the batch, after building both); ratio = batched / one chip."""
+    trainer; ratio = batched / one chip.  The two are timed alternately ``repeats`` times and the
+    fastest of each is kept (other programs sharing the cores only ever add time)."""
     from .training import Trainer
 
     n = examples or settings.timing_examples
-    times: dict[int, float] = {}
-    for c in (1, chips):
-        if c in times:
-            continue
-        cfg = _config(variant, settings, c, seed)
-        trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=device)
-        t0 = time.perf_counter()
-        trainer.train(epochs=math.ceil(n / data.n_train), progress=False,
-                      on_step=lambda tr: tr.state.examples_seen >= n)
-        times[c] = time.perf_counter() - t0
-    one, many = times[1], times[chips]
+    times: dict[int, list[float]] = {1: [], chips: []}
+    for _ in range(repeats):
+        for c in times:
+            cfg = _config(variant, settings, c, seed)
+            trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes,
+                              device=device)
+            t0 = time.perf_counter()
+            trainer.train(epochs=math.ceil(n / data.n_train), progress=False,
+                          on_step=lambda tr: tr.state.examples_seen >= n)
+            times[c].append(time.perf_counter() - t0)
+    one, many = min(times[1]), min(times[chips])
     return {
         "variant": variant, "examples": n, "chips": chips, "wall_1chip_s": one, "wall_batched_s": many,
         "ratio": many / one if one > 0 else math.nan,
         "per_chip_speedup": chips * one / many if many > 0 else math.nan,
-        "note": "same training steps (no evaluation); transfers only if the interval falls within them",
+        "repeats": repeats, "all_wall_s": {str(k): v for k, v in times.items()},
+        "note": "same training steps (no evaluation), fastest of the repeats; transfers only if the interval "
+                "falls within them",
     }
 
 
 # ----------------------------------------------------------------------------- driver
+
+
+def _reductions(experiment: str, data: PreparedData, settings: Settings, quick: bool, limit_train: int | None,
+                limit_test: int | None) -> list[str]:
+    """How this run differs from the full-size experiment (empty: it is the full experiment)."""
+    out = []
+    if quick:
+        out.append("--quick smoke run")
+    if data.info.get("stand_in"):
+        out.append("stand-in data")
+    if limit_train is not None or limit_test is not None or (quick and not data.info.get("stand_in")):
+        out.append(f"subset of the data ({data.n_train:,} training / {data.n_test:,} test examples)")
+    full_epochs = CIFAR_EPOCHS if experiment.startswith("cifar") else MNIST_EPOCHS
+    if settings.epochs != full_epochs:
+        out.append(f"{settings.epochs} epochs instead of {full_epochs}")
+    if settings.transfer_interval != TRANSFER_INTERVAL:
+        out.append(f"transfer every {settings.transfer_interval:,} examples instead of {TRANSFER_INTERVAL:,}")
+    images = data.info.get("images") or {}
+    if images.get("development_subset"):
+        out.append(f"CIFAR development subset ({images.get('n_train_available'):,} of the 50,000 training images)")
+    feats = data.info.get("features") or {}
+    if feats and feats.get("input_size") != CIFAR_INPUT_SIZE:
+        out.append(f"features at {feats.get('input_size')} px instead of {CIFAR_INPUT_SIZE}")
+    return out
 
 
 def _check_positive(name: str, value: Any, allow_none: bool = True) -> None:
@@ -491,8 +550,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                      variants: Sequence[str] | None = None, progress: bool = True, threads: int | None = 1, *,
                      limit_train: int | None = None, limit_test: int | None = None, seed: int = 0,
                      cache_dir: str | Path | None = None, input_size: int | None = None,
-                     backbone: str = CIFAR_BACKBONE, device: str = "cpu", measure_batching: bool = True,
-                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                     backbone: str = CIFAR_BACKBONE, device: str = "cpu", transfer_interval: int | None = None,
+                     measure_batching: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
 
     Args:
@@ -511,6 +570,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         input_size: backbone input resolution in pixels (default 224; 32 with ``quick``).
         backbone: feature extractor name (:func:`analogtrain.features.get_backbone`).
         device: torch device of the simulation.
+        transfer_interval: examples between transfers (default 8,000, the paper's MNIST value; quick: a
+            sixth of the run); the 2-PCM RESET check runs 8 times as often.
         measure_batching: measure the wall time of ``chips`` chips batched vs one chip.
         log: where progress lines go (default ``print`` when ``progress``).
 
@@ -525,7 +586,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
     if chips > 256:
         raise ConfigError(f"chips must be at most 256, got {chips}")
     for name, value in (("epochs", epochs), ("threads", threads), ("limit_train", limit_train),
-                        ("limit_test", limit_test), ("input_size", input_size)):
+                        ("limit_test", limit_test), ("input_size", input_size),
+                        ("transfer_interval", transfer_interval)):
         _check_positive(name, value)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
@@ -544,7 +606,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         "variants": variant_list, "seed": seed, "threads": threads, "device": device,
         "arguments": {"data_dir": None if data_dir is None else str(data_dir), "epochs": epochs,
                       "limit_train": limit_train, "limit_test": limit_test, "input_size": input_size,
-                      "backbone": backbone, "cache_dir": None if cache_dir is None else str(cache_dir)},
+                      "backbone": backbone, "cache_dir": None if cache_dir is None else str(cache_dir),
+                      "transfer_interval": transfer_interval},
         "environment": environment(), "experiments": {}, "wall_s": 0.0, "complete": False,
     }
     try:
@@ -553,12 +616,13 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
             log(f"analogtrain reproduce: {exp}{' (quick smoke run)' if quick else ''}")
             data = prepare_data(exp, data_dir, quick, limit_train, limit_test, seed, progress, cache_dir,
                                 input_size, backbone, device)
-            settings = _settings(exp, data, quick, epochs)
+            settings = _settings(exp, data, quick, epochs, transfer_interval)
             network = [data.n_inputs, *settings.hidden, data.n_classes]
             log(f"  data: {data.info.get('description', data.name)}; {data.n_train} train / {data.n_test} test; "
                 f"network {'-'.join(map(str, network))}; {settings.epochs} epochs; {chips} chip(s)")
             entry: dict[str, Any] = {
                 "experiment": exp, "dataset": data.info, "network": network, "settings": settings.to_dict(),
+                "reduced": _reductions(exp, data, settings, quick, limit_train, limit_test),
                 "variants": {}, "timing": None, "wall_s": 0.0,
             }
             results["experiments"][exp] = entry
@@ -582,11 +646,11 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
             entry["checks"] = report.paper_checks(entry, quick)
             results["wall_s"] = time.perf_counter() - t_start
             write_json(out / "results.json", results)
-            report.write_report(results, out)
+            report.write_report(results, out, figures=exp)
         results["complete"] = True
         results["wall_s"] = time.perf_counter() - t_start
         write_json(out / "results.json", results)
-        report.write_report(results, out)
+        report.write_report(results, out, figures=[])
         log(f"wrote {out / 'report.md'}, {out / 'results.json'} and figures in {out / 'figures'}")
     finally:
         torch.set_num_threads(old_threads)
@@ -635,6 +699,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", metavar="DIR", help="CIFAR feature cache (default: the user cache)")
     p.add_argument("--input-size", type=int, metavar="PX",
                    help=f"backbone input resolution for CIFAR (default {CIFAR_INPUT_SIZE}; quick {QUICK_INPUT_SIZE})")
+    p.add_argument("--transfer-interval", type=int, metavar="N",
+                   help=f"examples between transfers (default {TRANSFER_INTERVAL:,}, the paper's MNIST value)")
     p.add_argument("--device", default="cpu", help="torch device of the simulation (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run_cli)
@@ -645,7 +711,7 @@ def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``analogtrain reproduce`` (``args`` from :func:`add_parser`)."""
     from . import report
 
-    for name in ("chips", "threads", "epochs", "limit_train", "limit_test", "input_size"):
+    for name in ("chips", "threads", "epochs", "limit_train", "limit_test", "input_size", "transfer_interval"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -661,7 +727,7 @@ def run_cli(args: argparse.Namespace) -> int:
         args.experiment, args.out, chips=args.chips, quick=args.quick, data_dir=args.data_dir, epochs=args.epochs,
         variants=args.variants, progress=not args.quiet, threads=args.threads, limit_train=args.limit_train,
         limit_test=args.limit_test, seed=args.seed, cache_dir=args.cache_dir, input_size=args.input_size,
-        device=args.device,
+        device=args.device, transfer_interval=args.transfer_interval,
     )
     print(report.summary_text(results))
     return 0
