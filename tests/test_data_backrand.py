@@ -238,3 +238,11 @@ def test_bad_zip_and_missing_amat(tmp_path):
         load_mnist_backrand(empty, download=False, source="amat")
     msg = str(ei.value)
     assert B.AMAT_TRAIN in msg and str(empty / "mnist-backrand") in msg and "source='regenerate'" in msg
+
+
+def test_no_validation_split_is_allowed(shared_data):
+    from analogtrain.data import load_mnist_backrand
+
+    d = load_mnist_backrand(shared_data / "mnist", n_train=20, n_valid=0, n_test=10)
+    assert tuple(d.x_train.shape) == (20, 528)
+    assert d.x_valid is None or d.x_valid.shape[0] == 0

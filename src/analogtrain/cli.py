@@ -499,6 +499,9 @@ def make_parser() -> argparse.ArgumentParser:
                         description="List the named chip configurations with one line each.")
     pp.set_defaults(func=cmd_presets)
     add_cost_parser(sub)
+    from .reproduce import add_parser as add_reproduce_parser
+
+    add_reproduce_parser(sub)
     return parser
 
 

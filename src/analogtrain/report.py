@@ -219,13 +219,18 @@ def plot_accuracy(entry: dict[str, Any], path: Path, quick: bool = False) -> Pat
     ax.grid(alpha=0.3)
     if drawn:
         ax.legend(loc="lower right", fontsize=8)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    n_ep = max((len(r.get("history") or []) for r in variants.values()), default=0)
+    for a in (ax, ax2):
+        a.set_xlim(0.5, max(1, n_ep) + 0.5)
+        if n_ep <= 12:
+            a.set_xticks(range(1, max(1, n_ep) + 1))
+        else:
+            a.xaxis.set_major_locator(MaxNLocator(10, integer=True))
     ax2.axhline(0, color="black", lw=0.8)
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("software - variant (points)")
     ax2.set_title("gap to the software baseline", fontsize=10)
     ax2.grid(alpha=0.3)
-    ax2.xaxis.get_major_locator().set_params(integer=True)
     if ax2.lines[1:]:
         ax2.legend(fontsize=8)
     else:

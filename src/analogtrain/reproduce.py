@@ -551,7 +551,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                      limit_train: int | None = None, limit_test: int | None = None, seed: int = 0,
                      cache_dir: str | Path | None = None, input_size: int | None = None,
                      backbone: str = CIFAR_BACKBONE, device: str = "cpu", transfer_interval: int | None = None,
-                     measure_batching: bool = True, log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                     measure_batching: bool = True, timing_examples: int | None = None,
+                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
 
     Args:
@@ -573,6 +574,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         transfer_interval: examples between transfers (default 8,000, the paper's MNIST value; quick: a
             sixth of the run); the 2-PCM RESET check runs 8 times as often.
         measure_batching: measure the wall time of ``chips`` chips batched vs one chip.
+        timing_examples: training steps of that measurement (default 2,000; quick: 200).
         log: where progress lines go (default ``print`` when ``progress``).
 
     Returns the results dict that is also written to ``out_dir/results.json``.
@@ -587,7 +589,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         raise ConfigError(f"chips must be at most 256, got {chips}")
     for name, value in (("epochs", epochs), ("threads", threads), ("limit_train", limit_train),
                         ("limit_test", limit_test), ("input_size", input_size),
-                        ("transfer_interval", transfer_interval)):
+                        ("transfer_interval", transfer_interval), ("timing_examples", timing_examples)):
         _check_positive(name, value)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
@@ -637,7 +639,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                 write_json(out / "results.json", results)
             if measure_batching and chips > 1:
                 timing_variant = TIMING_VARIANT if TIMING_VARIANT in variant_list else variant_list[0]
-                entry["timing"] = measure_chip_batching(timing_variant, settings, data, chips, seed, device)
+                entry["timing"] = measure_chip_batching(timing_variant, settings, data, chips, seed, device,
+                                                        examples=timing_examples)
                 t = entry["timing"]
                 log(f"  timing {timing_variant}, {t['examples']} examples: 1 chip {t['wall_1chip_s']:.2f} s, "
                     f"{chips} chips batched {t['wall_batched_s']:.2f} s (ratio {t['ratio']:.2f}, "

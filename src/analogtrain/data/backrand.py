@@ -311,7 +311,8 @@ def _to_dataset(
         if crop:
             x = crop_images(x)
         shape = tuple(int(s) for s in x.shape[1:])
-        tensors[f"x_{split}"] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), -1))
+        flat = int(np.prod(x.shape[1:]))  # not -1: a split may be empty (n_valid=0)
+        tensors[f"x_{split}"] = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), flat))
         tensors[f"y_{split}"] = torch.from_numpy(np.ascontiguousarray(y, dtype=np.int64))
     meta = dict(meta)
     meta["crop"] = (

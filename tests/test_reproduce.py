@@ -1,0 +1,188 @@
+"""``analogtrain reproduce``: the experiment driver, its report and its command line.
+
+The end-to-end test is the ``reproduce all --quick`` smoke run on even smaller subsets (two
+chips, ~120 training images), so that it stays well under a minute and a half on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from analogtrain import reproduce
+from analogtrain.errors import ConfigError, DataError, UserError
+from analogtrain.report import FIGURE_KINDS, figure_paths, paper_checks
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The analogtrain parser with ``reproduce`` registered (as cli.py does, or will)."""
+    from analogtrain import cli
+
+    parser = cli.make_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    if "reproduce" not in sub.choices:
+        reproduce.add_parser(sub)
+    return parser
+
+
+def test_quick_all_writes_report_figures_and_results(shared_data, tmp_path):
+    out = tmp_path / "run"
+    res = reproduce.run_reproduction(
+        "all", out, chips=2, quick=True, data_dir=shared_data, limit_train=100, limit_test=80,
+        cache_dir=tmp_path / "features", progress=False, timing_examples=80,
+    )
+    assert res["complete"] and res["quick"]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "SMOKE RUN" in report
+    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert list(saved["experiments"]) == list(reproduce.EXPERIMENTS)
+    for exp, entry in saved["experiments"].items():
+        assert f"## {exp}" in report
+        assert list(entry["variants"]) == list(reproduce.DEFAULT_VARIANTS)
+        for name, run in entry["variants"].items():
+            assert run["chips"] == 2
+            assert len(run["final_test_accuracy"]) == 2, (exp, name)
+            assert run["history"] and run["config"]["training"]["chips"] == 2
+            assert run["state_histograms"]
+        for kind, path in figure_paths(out, exp).items():
+            assert path.read_bytes()[:8] == PNG_MAGIC, (exp, kind)
+            assert f"({path.relative_to(out).as_posix()})" in report
+        # the batched-chips timing is measured and reported
+        t = entry["timing"]
+        assert t["chips"] == 2 and t["examples"] == 80 and t["wall_1chip_s"] > 0 and t["wall_batched_s"] > 0
+        assert t["ratio"] == pytest.approx(t["wall_batched_s"] / t["wall_1chip_s"])
+        assert entry["checks"] and all(c["verdict"] == "not evaluated" for c in entry["checks"])
+    assert report.count("Cost of batching chips") == len(reproduce.EXPERIMENTS)
+    assert "the time of one chip" in report
+
+    mnist = saved["experiments"]["mnist"]
+    assert mnist["network"] == [528, 250, 125, 10] and not mnist["dataset"]["stand_in"]
+    hybrid = mnist["variants"]["nature2018"]
+    assert hybrid["transfers"] >= 2 and hybrid["pulse_statistics_pooled"]["tracked_synapses"] > 0
+    assert hybrid["state_histograms_before_last_transfer"][0]["v_c_v"]["n"] > 0
+    assert (out / "data" / hybrid["pulse_window_file"]).is_file()
+    assert mnist["variants"]["2pcm"]["transfers"] == 0
+    assert "regenerat" in saved["experiments"]["mnist-backrand"]["dataset"]["description"].lower()
+    for exp, classes in (("cifar10", 10), ("cifar100", 100)):
+        entry = saved["experiments"][exp]
+        if entry["dataset"]["stand_in"]:  # EfficientNet-Lite0 weights not installed here
+            assert "Stand-in data" in report
+            continue
+        # a single analog layer on the 1,280 EfficientNet-Lite0 features, scaled into the DAC range
+        assert entry["network"] == [1280, classes] and entry["settings"]["hidden"] == []
+        assert entry["dataset"]["features"]["input_size"] == reproduce.QUICK_INPUT_SIZE
+        assert entry["variants"]["nature2018"]["cells_per_layer"] == [1281 * classes]
+
+
+def test_cli_stand_in_run_and_summary(tmp_path, monkeypatch, capsys):
+    """Without data on disk a quick run uses the digits stand-in and says so."""
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setenv("ANALOGTRAIN_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "empty").mkdir()
+    args = _parser().parse_args(["reproduce", "cifar10", "--quick", "--out", str(tmp_path / "o"), "--chips", "1",
+                                 "--variants", "software", "nature2018", "--limit-train", "60", "--limit-test",
+                                 "40", "--quiet"])
+    assert args.func is reproduce.run_cli and args.threads == 1
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "cifar10: software" in printed
+    saved = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))
+    entry = saved["experiments"]["cifar10"]
+    assert entry["dataset"]["stand_in"] and entry["network"] == [64, 10]
+    assert entry["timing"] is None  # one chip: nothing to compare
+    assert "Stand-in data" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+    for path in figure_paths(tmp_path / "o", "cifar10").values():
+        assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_cli_flags_and_defaults():
+    args = _parser().parse_args(["reproduce", "mnist"])
+    assert (args.experiment, args.out, args.chips, args.quick, args.threads) == ("mnist", "runs/reproduce", 3,
+                                                                                   False, 1)
+    assert args.variants is None and args.epochs is None and args.data_dir is None
+    args = _parser().parse_args(["reproduce", "all", "--quick", "--chips", "5", "--epochs", "2", "--variants",
+                                 "software", "2pcm", "--data-dir", "d", "--threads", "2", "--out", "o"])
+    assert (args.experiment, args.chips, args.epochs, args.variants, args.data_dir, args.threads) == (
+        "all", 5, 2, ["software", "2pcm"], "d", 2)
+
+
+@pytest.mark.parametrize("argv, error, words", [
+    (["reproduce", "mnist", "--chips", "0"], ConfigError, "--chips"),
+    (["reproduce", "mnist", "--threads", "0"], ConfigError, "--threads"),
+    (["reproduce", "mnist", "--variants", "nature2019"], ConfigError, "did you mean 'nature2018'"),
+    (["reproduce", "mnist", "--data-dir", "/nonexistent/analogtrain-data"], DataError, "does not exist"),
+])
+def test_cli_user_errors_are_one_line(argv, error, words, tmp_path):
+    args = _parser().parse_args([*argv, "--out", str(tmp_path / "o"), "--quiet"])
+    with pytest.raises(error) as exc:
+        args.func(args)
+    assert words in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_cli_unknown_experiment_is_a_user_error():
+    with pytest.raises(UserError, match="invalid choice"):
+        _parser().parse_args(["reproduce", "imagenet"])
+
+
+def test_api_argument_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        reproduce.run_reproduction("mnits", tmp_path)
+    with pytest.raises(ConfigError, match="chips"):
+        reproduce.run_reproduction("mnist", tmp_path, chips=0)
+    with pytest.raises(ConfigError, match="epochs"):
+        reproduce.run_reproduction("mnist", tmp_path, epochs=0)
+    assert reproduce.resolve_variants(["software", "software", "2pcm"]) == ["software", "2pcm"]
+
+
+def test_scale_features_into_the_dac_range():
+    rng = np.random.default_rng(0)
+    f_train = rng.uniform(0, 6, size=(50, 4)).astype(np.float32)
+    f_train[:, 2] = 3.0  # constant on the training set
+    f_test = np.array([[-1.0, 7.0, 3.0, 2.0]], dtype=np.float32)
+    x_tr, x_te, info = reproduce.scale_features(f_train, f_test)
+    assert x_tr.dtype == np.float32 and x_tr.min() >= 0 and x_tr.max() <= 1
+    assert np.allclose(x_tr[:, [0, 1, 3]].max(axis=0), 1) and np.allclose(x_tr[:, [0, 1, 3]].min(axis=0), 0)
+    assert (x_tr[:, 2] == 0).all() and x_te[0, 2] == 0
+    assert x_te[0, 0] == 0 and x_te[0, 1] == 1  # clipped, as the DAC would
+    assert info["constant_features"] == 1 and info["test_values_clipped_fraction"] == pytest.approx(0.5)
+
+
+def _fake(finals: dict[str, list[float]], exp: str = "mnist", pooled: dict | None = None) -> dict:
+    pooled = pooled or {}
+    return {"experiment": exp, "variants": {
+        name: {"final_test_accuracy": acc, "pulse_statistics_pooled": pooled.get(name)} for name, acc in finals.items()
+    }}
+
+
+def test_paper_checks_say_what_is_and_is_not_reproduced():
+    good = _fake({"software": [0.979, 0.979], "nature2018": [0.977, 0.978], "nature2018-no-inversion": [0.95, 0.96],
+                  "2pcm": [0.90, 0.91], "nature2018-ideal-cmos": [0.978, 0.978]},
+                 pooled={"nature2018": {"median_abs_net": 90, "median_total": 1200},
+                         "2pcm": {"median_abs_net": 8, "median_total": 40}})
+    verdicts = {c["claim"]: c["verdict"] for c in paper_checks(good)}
+    assert set(verdicts.values()) == {"reproduced"}, verdicts
+    bad = _fake({"software": [0.98], "nature2018": [0.96], "nature2018-no-inversion": [0.97], "2pcm": [0.975]},
+                pooled={"nature2018": {"median_abs_net": 3, "median_total": 20}})
+    checks = {c["claim"]: c["verdict"] for c in paper_checks(bad)}
+    assert checks["the 2PCM+3T1C chip (nature2018) trains to software-equivalent accuracy"] == "not reproduced"
+    assert checks["without polarity inversion, CMOS mismatch costs accuracy"] == "not reproduced"
+    assert checks["the PCM-only 2-PCM cell is clearly worse"] == "not reproduced"
+    assert checks["polarity inversion cancels the CMOS mismatch"] == "not evaluated"
+    assert "not reproduced" in checks.values()
+    # a smoke run never claims anything
+    assert {c["verdict"] for c in paper_checks(good, quick=True)} == {"not evaluated"}
+    assert set(FIGURE_KINDS) == {"accuracy", "pulse_statistics", "state_histograms", "transfer_pulses"}
