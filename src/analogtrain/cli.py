@@ -520,6 +520,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("analogtrain: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early: not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
