@@ -40,13 +40,14 @@ import difflib
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from .data import Dataset
 from .errors import ConfigError, DataError
 
 EXPERIMENTS: tuple[str, ...] = ("mnist", "mnist-backrand", "cifar10", "cifar100")
@@ -82,29 +83,11 @@ VERSION = 1
 # ----------------------------------------------------------------------------- plans
 
 
-@dataclass
-class PreparedData:
-    """Inputs of one experiment, ready for a Trainer, and what they are."""
-
-    name: str  # what the report calls it
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    n_classes: int
-    info: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def n_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        return int(self.x_test.shape[0])
-
-    @property
-    def n_inputs(self) -> int:
-        return int(self.x_train.shape[1])
+def _prepared(name: str, x_train, y_train, x_test, y_test, n_classes: int, info: dict[str, Any]) -> Dataset:
+    """The inputs of one experiment as a :class:`~analogtrain.data.Dataset` (flat inputs);
+    ``meta`` says what they are (stand-in or real, features, scaling)."""
+    return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
+                   n_classes=int(n_classes), image_shape=(int(x_train.shape[1]),), meta=info)
 
 
 @dataclass(frozen=True)
@@ -133,7 +116,7 @@ class Settings:
                 "timing_examples": self.timing_examples}
 
 
-def _settings(experiment: str, data: PreparedData, quick: bool, epochs: int | None,
+def _settings(experiment: str, data: Dataset, quick: bool, epochs: int | None,
               transfer_interval: int | None = None) -> Settings:
     cifar = experiment.startswith("cifar")
     hidden: tuple[int, ...] = () if cifar else MNIST_HIDDEN
@@ -160,7 +143,7 @@ def _settings(experiment: str, data: PreparedData, quick: bool, epochs: int | No
 
 
 def _digits_stand_in(experiment: str, n_train: int | None, n_test: int | None, seed: int,
-                     reason: str) -> PreparedData:
+                     reason: str) -> Dataset:
     from .data import load_digits
 
     d = load_digits()
@@ -177,24 +160,24 @@ def _digits_stand_in(experiment: str, n_train: int | None, n_test: int | None, s
         what += " (pixels used as the 'features' of the single trained layer)"
     x_tr, y_tr = x_tr[:n_train], d.y_train[:n_train]
     x_te, y_te = x_te[:n_test], d.y_test[:n_test]
-    return PreparedData(name, x_tr, y_tr, x_te, y_te, d.n_classes, {
+    return _prepared(name, x_tr, y_tr, x_te, y_te, d.n_classes, {
         "name": name, "stand_in": True, "stand_in_reason": reason, "description": what,
         "n_train": int(x_tr.shape[0]), "n_test": int(x_te.shape[0]), "n_inputs": int(x_tr.shape[1]),
         "n_classes": d.n_classes,
     })
 
 
-def _from_dataset(data, note: str) -> PreparedData:
+def _from_dataset(data, note: str) -> Dataset:
     from .experiment import _dataset_info
 
     info = _dataset_info(data)
     info["stand_in"] = False
     info["description"] = note
-    return PreparedData(data.name, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, info)
+    return _prepared(data.name, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, info)
 
 
 def _load_mnist_like(experiment: str, data_dir, quick: bool, n_train: int | None, n_test: int | None,
-                     seed: int, progress: bool) -> PreparedData:
+                     seed: int, progress: bool) -> Dataset:
     from .data import load_dataset
 
     kw: dict[str, Any] = {}
@@ -269,7 +252,7 @@ def scale_features(f_train: np.ndarray, f_test: np.ndarray) -> tuple[np.ndarray,
 
 def _load_cifar_features(experiment: str, data_dir, quick: bool, n_train: int | None, n_test: int | None,
                          seed: int, progress: bool, cache_dir, input_size: int | None, backbone_name: str,
-                         device: str) -> PreparedData:
+                         device: str) -> Dataset:
     from .data import load_cifar
     from .features import extract_features, get_backbone
 
@@ -311,13 +294,13 @@ def _load_cifar_features(experiment: str, data_dir, quick: bool, n_train: int | 
                      "cache_dir": None if cache_dir is False else str(cache_dir) if cache_dir else "default"},
         "scaling": scaling,
     }
-    return PreparedData(experiment, torch.from_numpy(x_tr), torch.from_numpy(ytr_all[tr]),
+    return _prepared(experiment, torch.from_numpy(x_tr), torch.from_numpy(ytr_all[tr]),
                         torch.from_numpy(x_te), torch.from_numpy(yte_all[te]), int(images.n_classes), info)
 
 
 def prepare_data(experiment: str, data_dir=None, quick: bool = False, limit_train: int | None = None,
                  limit_test: int | None = None, seed: int = 0, progress: bool = True, cache_dir=None,
-                 input_size: int | None = None, backbone: str = CIFAR_BACKBONE, device: str = "cpu") -> PreparedData:
+                 input_size: int | None = None, backbone: str = CIFAR_BACKBONE, device: str = "cpu") -> Dataset:
     """The training and test inputs of ``experiment`` (see the module docstring)."""
     n_train = limit_train if limit_train is not None else (QUICK_TRAIN if quick else None)
     n_test = limit_test if limit_test is not None else (QUICK_TEST if quick else None)
@@ -414,7 +397,7 @@ def _config(variant: str, settings: Settings, chips: int, seed: int):
     return get_preset(variant, settings.overrides(chips, seed))
 
 
-def _train_variant(variant: str, settings: Settings, data: PreparedData, chips: int, seed: int, device: str,
+def _train_variant(variant: str, settings: Settings, data: Dataset, chips: int, seed: int, device: str,
                    progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str) -> dict[str, Any]:
     from .training import Trainer
 
@@ -451,7 +434,7 @@ def _train_variant(variant: str, settings: Settings, data: PreparedData, chips: 
     return result
 
 
-def measure_chip_batching(variant: str, settings: Settings, data: PreparedData, chips: int, seed: int,
+def measure_chip_batching(variant: str, settings: Settings, data: Dataset, chips: int, seed: int,
                           device: str = "cpu", examples: int | None = None, repeats: int = 2) -> dict[str, Any]:
     """Wall time of the same ``examples`` training steps with one chip and with ``chips`` chips in one
     trainer; ratio = batched / one chip.  The two are timed alternately ``repeats`` times and the
@@ -483,25 +466,25 @@ def measure_chip_batching(variant: str, settings: Settings, data: PreparedData, 
 # ----------------------------------------------------------------------------- driver
 
 
-def _reductions(experiment: str, data: PreparedData, settings: Settings, quick: bool, limit_train: int | None,
+def _reductions(experiment: str, data: Dataset, settings: Settings, quick: bool, limit_train: int | None,
                 limit_test: int | None) -> list[str]:
     """How this run differs from the full-size experiment (empty: it is the full experiment)."""
     out = []
     if quick:
         out.append("--quick smoke run")
-    if data.info.get("stand_in"):
+    if data.meta.get("stand_in"):
         out.append("stand-in data")
-    if limit_train is not None or limit_test is not None or (quick and not data.info.get("stand_in")):
+    if limit_train is not None or limit_test is not None or (quick and not data.meta.get("stand_in")):
         out.append(f"subset of the data ({data.n_train:,} training / {data.n_test:,} test examples)")
     full_epochs = CIFAR_EPOCHS if experiment.startswith("cifar") else MNIST_EPOCHS
     if settings.epochs != full_epochs:
         out.append(f"{settings.epochs} epochs instead of {full_epochs}")
     if settings.transfer_interval != TRANSFER_INTERVAL:
         out.append(f"transfer every {settings.transfer_interval:,} examples instead of {TRANSFER_INTERVAL:,}")
-    images = data.info.get("images") or {}
+    images = data.meta.get("images") or {}
     if images.get("development_subset"):
         out.append(f"CIFAR development subset ({images.get('n_train_available'):,} of the 50,000 training images)")
-    feats = data.info.get("features") or {}
+    feats = data.meta.get("features") or {}
     if feats and feats.get("input_size") != CIFAR_INPUT_SIZE:
         out.append(f"features at {feats.get('input_size')} px instead of {CIFAR_INPUT_SIZE}")
     return out
@@ -620,10 +603,10 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                                 input_size, backbone, device)
             settings = _settings(exp, data, quick, epochs, transfer_interval)
             network = [data.n_inputs, *settings.hidden, data.n_classes]
-            log(f"  data: {data.info.get('description', data.name)}; {data.n_train} train / {data.n_test} test; "
+            log(f"  data: {data.meta.get('description', data.name)}; {data.n_train} train / {data.n_test} test; "
                 f"network {'-'.join(map(str, network))}; {settings.epochs} epochs; {chips} chip(s)")
             entry: dict[str, Any] = {
-                "experiment": exp, "dataset": data.info, "network": network, "settings": settings.to_dict(),
+                "experiment": exp, "dataset": data.meta, "network": network, "settings": settings.to_dict(),
                 "reduced": _reductions(exp, data, settings, quick, limit_train, limit_test),
                 "variants": {}, "timing": None, "wall_s": 0.0,
             }
