@@ -24,3 +24,19 @@ def shared_data() -> Path:
             pytest.fail(msg)
         pytest.skip(msg)
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_error_line(capsys):
+    """Check that the command printed exactly one ``analogtrain: error:`` line and no traceback;
+    return that line."""
+
+    def check() -> str:
+        captured = capsys.readouterr()
+        assert "Traceback" not in captured.err and "Traceback" not in captured.out
+        err = captured.err.strip().splitlines()
+        assert len(err) == 1, err
+        assert err[0].startswith("analogtrain: error:"), err
+        return err[0]
+
+    return check

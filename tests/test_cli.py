@@ -10,14 +10,6 @@ import pytest
 from analogtrain.cli import main
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("analogtrain: error:")
-    assert "Traceback" not in err[0]
-    return err[0]
-
-
 def test_presets_lists_every_preset(capsys):
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
@@ -50,21 +42,21 @@ def test_train_writes_json_and_png(tmp_path, capsys):
     (["train", "--config", "/nonexistent/cfg.toml"], "not found"),
     (["cost", "--network", "528-x-10"], "528-x-10"),
 ])
-def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
+def test_bad_input_is_one_clear_line(argv, needle, tmp_path, one_error_line):
     code = main([*argv, "--out", str(tmp_path)] if argv[0] == "train" else argv)
     assert code != 0
-    assert needle in _one_error_line(capsys)
+    assert needle in one_error_line()
 
 
-def test_missing_mnist_offline_names_the_files(tmp_path, capsys):
+def test_missing_mnist_offline_names_the_files(tmp_path, capsys, one_error_line):
     code = main(["train", "--dataset", "mnist", "--data-dir", str(tmp_path / "empty"), "--no-download",
                  "--out", str(tmp_path / "o")])
     assert code != 0
-    line = _one_error_line(capsys)
+    line = one_error_line()
     assert "train-images-idx3-ubyte.gz" in line
 
 
-def test_corrupt_mnist_file_fails_its_checksum(tmp_path, capsys, shared_data):
+def test_corrupt_mnist_file_fails_its_checksum(tmp_path, capsys, shared_data, one_error_line):
     d = tmp_path / "mnist"
     d.mkdir()
     for f in (shared_data / "mnist").glob("*.gz"):
@@ -74,7 +66,7 @@ def test_corrupt_mnist_file_fails_its_checksum(tmp_path, capsys, shared_data):
     (d / "t10k-labels-idx1-ubyte.gz").write_bytes(bytes(raw))
     code = main(["train", "--dataset", "mnist", "--data-dir", str(d), "--no-download", "--out", str(tmp_path / "o")])
     assert code != 0
-    line = _one_error_line(capsys)
+    line = one_error_line()
     assert "t10k-labels-idx1-ubyte.gz" in line and "SHA-256" in line
 
 

@@ -39,15 +39,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def _one_error_line(capsys) -> str:
-    captured = capsys.readouterr()
-    assert "Traceback" not in captured.err and "Traceback" not in captured.out
-    err = captured.err.strip().splitlines()
-    assert len(err) == 1, err
-    assert err[0].startswith("analogtrain: error:"), err
-    return err[0]
-
-
 FILES = {
     "bad.toml": b"[training\nepochs = 3",
     "list.json": b"[1, 2, 3]",
@@ -102,7 +93,7 @@ FILES = {
     (["train", "--resume", "{tmp}", "--epochs", "3"], "drop --epochs"),
     (["cost", "--network", "528-x-10"], "528-x-10"),
 ])
-def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
+def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path, one_error_line):
     for name, content in FILES.items():
         (tmp_path / name).write_bytes(content)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -110,15 +101,15 @@ def test_bad_input_is_one_clear_line(argv, needle, capsys, tmp_path):
         argv += ["--out", str(tmp_path / "out")]
     code = main(argv)
     assert code != 0
-    line = _one_error_line(capsys)
+    line = one_error_line()
     assert needle in line, line
     assert len(line) < 600
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
-def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path):
+def test_cuda_without_a_gpu_is_one_line(capsys, tmp_path, one_error_line):
     assert main(["train", "--device", "cuda", "--out", str(tmp_path)]) == 2
-    assert "no CUDA GPU" in _one_error_line(capsys)
+    assert "no CUDA GPU" in one_error_line()
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +128,7 @@ def finished_run(tmp_path_factory) -> Path:
     (lambda rec: dict(rec, plan=[{"name": "nature2018", "config": {"training": {"epochs": 0}}}]),
      "holds an invalid config: training.epochs must be >= 1", 4),
 ])
-def test_damaged_run_folder_is_one_clear_line(edit, needle, code, finished_run, tmp_path, capsys):
+def test_damaged_run_folder_is_one_clear_line(edit, needle, code, finished_run, tmp_path, capsys, one_error_line):
     out = tmp_path / "run"
     out.mkdir()
     for f in finished_run.iterdir():
@@ -146,7 +137,7 @@ def test_damaged_run_folder_is_one_clear_line(edit, needle, code, finished_run, 
     (out / "resume.json").write_text(rec if isinstance(rec, str) else json.dumps(rec))
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--quiet"]) == code
-    assert needle in _one_error_line(capsys)
+    assert needle in one_error_line()
 
 
 def test_resume_of_a_finished_run_rewrites_the_same_results(finished_run, capsys):
@@ -156,16 +147,16 @@ def test_resume_of_a_finished_run_rewrites_the_same_results(finished_run, capsys
     assert after["runs"] == before["runs"] and after["summary"] == before["summary"]
 
 
-def test_full_disk_is_one_line(capsys, tmp_path, monkeypatch):
+def test_full_disk_is_one_line(capsys, tmp_path, monkeypatch, one_error_line):
     def full(fd):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(os, "fsync", full)
     assert main(["train", *SMALL, "--out", str(tmp_path / "out")]) == 6
-    assert "No space left on device" in _one_error_line(capsys)
+    assert "No space left on device" in one_error_line()
 
 
-def test_divergence_is_one_line_naming_the_saved_state(capsys, tmp_path, monkeypatch):
+def test_divergence_is_one_line_naming_the_saved_state(capsys, tmp_path, monkeypatch, one_error_line):
     orig = Trainer._after_example
 
     def poisoned(self):
@@ -176,7 +167,7 @@ def test_divergence_is_one_line_naming_the_saved_state(capsys, tmp_path, monkeyp
     monkeypatch.setattr(Trainer, "_after_example", poisoned)
     out = tmp_path / "out"
     assert main(["train", *SMALL, "--checkpoint-every", "50", "--out", str(out)]) == 5
-    line = _one_error_line(capsys)
+    line = one_error_line()
     assert "non-finite device state appeared in layer 1 after 100 examples" in line
     assert str(out / "checkpoint-diverged.safetensors") in line
     assert (out / "checkpoint-diverged.safetensors").exists() and (out / "checkpoint.safetensors").exists()
@@ -269,7 +260,7 @@ class _Valid(Exception):
     """Raised in place of loading data: the command line accepted the config."""
 
 
-def test_generated_config_files_and_set_values_through_the_cli(tmp_path, capsys, monkeypatch):
+def test_generated_config_files_and_set_values_through_the_cli(tmp_path, capsys, monkeypatch, one_error_line):
     """The real ``analogtrain train --config FILE --set K=V`` path (main, argument checks,
     file reading, merging, validation) up to loading the data."""
 
@@ -311,7 +302,7 @@ def test_generated_config_files_and_set_values_through_the_cli(tmp_path, capsys,
             return
         counts["errors"] += 1
         assert code == 2
-        _one_error_line(capsys)
+        one_error_line()
 
     check()
     print(f"\nconfig files + --set through the CLI: {counts}")
