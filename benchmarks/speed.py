@@ -7,6 +7,7 @@ peak resident memory of the process (Linux ru_maxrss).  Each timing is the best 
 ``--repeats`` passes over ``--images`` images after one warm-up pass.
 
     python benchmarks/speed.py --data-dir ../shared/data/mnist --images 4000
+    python benchmarks/speed.py --compile on --chips 8
     python benchmarks/speed.py --presets nature2018 2pcm software --json speed.json
 """
 
@@ -42,21 +43,26 @@ def plain_sgd(x: torch.Tensor, y: torch.Tensor, hidden: list[int], lr: float) ->
     return time.perf_counter() - t0
 
 
-def chip(x: torch.Tensor, y: torch.Tensor, preset: str, chips: int) -> float:
-    """Seconds for one pass of analogtrain training (transfers and leakage included)."""
+def build(x: torch.Tensor, y: torch.Tensor, preset: str, chips: int, compiled: bool):
+    """A fresh network of ``preset`` (and its transfer schedule), its step compiled or not."""
     from analogtrain.network import build_mlp
     from analogtrain.presets import get_preset
+    from analogtrain.schedule import TransferSchedule
 
     cfg = get_preset(preset, {"training": {"chips": chips}})
     mlp, _ = build_mlp(cfg, x.shape[1], int(y.max()) + 1)
-    from analogtrain.schedule import TransferSchedule
+    if compiled and not mlp.compile():
+        return None  # software network or PCM drift: the step stays eager
+    return cfg, mlp, TransferSchedule(cfg.chip, [layer.n_out for layer in mlp.layers])
 
-    sched = TransferSchedule(cfg.chip, [layer.n_out for layer in mlp.layers])
+
+def chip(x: torch.Tensor, y: torch.Tensor, net) -> float:
+    """Seconds for one pass of analogtrain training (transfers and leakage included)."""
+    cfg, mlp, sched = net
     dt = cfg.training.time_per_example_s
-    labels = y.tolist()
     t0 = time.perf_counter()
     for i in range(x.shape[0]):
-        mlp.train_example(x[i], labels[i])
+        mlp.train_example(x[i], y[i])
         mlp.advance_time(dt)
         for li, cols in sched.transfers_due(i + 1):
             mlp.layers[li].transfer(cols)
@@ -71,6 +77,9 @@ def main() -> int:
     ap.add_argument("--presets", nargs="+", default=["nature2018"], help="chip presets to time")
     ap.add_argument("--chips", type=int, default=1, help="chips trained together (batched state)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--compile", choices=("on", "off", "both"), default="both",
+                    help="time the torch.compile'd step, the eager step, or both (default both); compiling is "
+                         "done in the warm-up pass and not timed")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
     if args.threads:
@@ -84,23 +93,37 @@ def main() -> int:
     results: dict[str, float] = {}
     plain_sgd(x[:500], y[:500], hidden, lr)  # warm-up
     results["pytorch_sgd"] = x.shape[0] / min(plain_sgd(x, y, hidden, lr) for _ in range(args.repeats))
-    for preset in args.presets:
-        chip(x[:500], y[:500], preset, args.chips)
-        best = min(chip(x, y, preset, args.chips) for _ in range(args.repeats))
-        results[preset] = args.chips * x.shape[0] / best
+    modes = {"on": [True], "off": [False], "both": [False, True]}[args.compile]
+    runs = [(preset, compiled) for preset in args.presets for compiled in modes]
+    labels = {}
+    compile_s = {}
+    for preset, compiled in runs:
+        key = f"{preset} (compiled)" if compiled else preset
+        net = build(x, y, preset, args.chips, compiled)
+        if net is None:
+            continue
+        labels[key] = key if args.chips == 1 else f"{key} x{args.chips} chips"
+        t0 = time.perf_counter()
+        chip(x[:500], y[:500], net)  # warm-up; compiles the step
+        if compiled:
+            compile_s[key] = time.perf_counter() - t0
+        best = min(chip(x, y, net) for _ in range(args.repeats))
+        results[key] = args.chips * x.shape[0] / best
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     print(f"MNIST 528-250-125-10, minibatch 1, {args.images} images, best of {args.repeats}, "
           f"{torch.get_num_threads()} thread(s), torch {torch.__version__}, {platform.processor() or platform.machine()}")
     base = results["pytorch_sgd"]
-    print(f"{'pytorch_sgd':<26} {base:8.0f} images/s   ratio 1.00")
-    for preset in args.presets:
-        label = preset if args.chips == 1 else f"{preset} x{args.chips} chips"
-        print(f"{label:<26} {results[preset]:8.0f} images/s   ratio {results[preset] / base:.2f}")
+    print(f"{'pytorch_sgd':<36} {base:8.0f} images/s   ratio 1.00")
+    for key, label in labels.items():
+        print(f"{label:<36} {results[key]:8.0f} images/s   ratio {results[key] / base:.2f}")
+    for key, sec in compile_s.items():
+        print(f"compile + 500-image warm-up of {key}: {sec:.0f} s")
     print(f"peak resident memory {peak_mb:.0f} MB")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"images_per_s": results, "peak_rss_mb": peak_mb, "images": args.images,
+                       "compile_and_warmup_s": compile_s,
                        "threads": torch.get_num_threads(), "chips": args.chips, "argv": sys.argv}, fh, indent=2)
     return 0
 

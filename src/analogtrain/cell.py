@@ -155,8 +155,8 @@ class _PCMPair:
         Drift bookkeeping stays per column, so a refreshed pair keeps its column's age.
         """
         gp, gm, pulses, unconverged = self._tune_pair(target_w_us)
-        self.g_plus = torch.where(mask, gp, self.g_plus)
-        self.g_minus = torch.where(mask, gm, self.g_minus)
+        self.g_plus.copy_(torch.where(mask, gp, self.g_plus))
+        self.g_minus.copy_(torch.where(mask, gm, self.g_minus))
         m = mask.to(torch.int64)
         return self._stats(pulses * m, unconverged * m, 0, int(mask.sum()))
 
@@ -191,6 +191,7 @@ class HybridCells(_PCMPair):
         self._origin_s = 0.0
         self._row_clock = torch.zeros(n_rows, dtype=dtype, device=device)
         self._rows_in_step = True  # every row is current as of the origin
+        self.now_t = torch.zeros((), dtype=dtype, device=device)  # _now() as a tensor, for the tensor step
         self.polarity = torch.ones((c, n_cols), device=device, dtype=dtype)
         self.w_us = torch.zeros(shape, device=device, dtype=dtype)
         self._base_us = torch.zeros(shape, device=device, dtype=dtype)  # W_pcm - s g_shared
@@ -221,6 +222,7 @@ class HybridCells(_PCMPair):
             self._rows_in_step = True
         self._origin_s = self.time_s
         self._row_clock.zero_()
+        self.now_t.zero_()
 
     def refresh_pcm(self) -> None:
         super().refresh_pcm()
@@ -254,41 +256,72 @@ class HybridCells(_PCMPair):
             self._stale = False
         return self.w_us
 
+    def read_block(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(presented weight [C, k, cols], capacitor voltages) of the given rows (all if None).
+
+        Leakage of those rows is brought up to date first (exact: each row's deferred
+        exponential from its own clock to now).  The voltages are what ``apply_block`` needs;
+        for all rows they are the state tensor itself.  Pure tensor work, no Python state.
+        """
+        if rows is None:
+            v = self.v
+            keep = self._row_clock.sub(self.now_t).exp_()
+            self.cap.relax_(v, keep.view(1, -1, 1))
+            return self._presented(self._base_us, v, self.mismatch.threshold_v, out=self.w_us, scratch=self._scratch), v
+        v = self.v.index_select(1, rows)
+        keep = self._row_clock.index_select(0, rows).sub_(self.now_t).exp_()
+        self.cap.relax_(v, keep.view(1, -1, 1))
+        return self._presented(self._base_us.index_select(1, rows), v, self.mismatch.threshold_v.index_select(1, rows)), v
+
     def block(self, rows: torch.Tensor) -> torch.Tensor:
         """Presented weight of the given rows [C, k, cols] (their leakage brought up to date).
 
         The block's capacitor voltages are kept for the ``apply_pulses(n, rows)`` that follows.
         """
-        v = self.v.index_select(1, rows)
-        self.cap.relax_(v, self._row_clock.index_select(0, rows).sub_(self._now()).exp_().view(1, -1, 1))
+        w, v = self.read_block(rows)
         self._block = (rows, v)
-        return self._presented(self._base_us.index_select(1, rows), v, self.mismatch.threshold_v.index_select(1, rows))
+        return w
 
     def read_var_block(self, rows: torch.Tensor) -> torch.Tensor:
         return self.read_var_us2.index_select(1, rows)
 
     # -- dynamics ----------------------------------------------------------------------
-    def apply_pulses(self, n: torch.Tensor, rows: torch.Tensor | None = None) -> None:
-        """Apply signed pulse counts ``n`` (in the weight's direction) to the 3T1C cells.
+    def update_normals(self, cells: int) -> int:  # noqa: ARG002
+        """Normal random numbers an update of ``cells`` cells draws (none: the 3T1C step is deterministic)."""
+        return 0
 
-        The capacitor moves in direction ``s * sign(n)``: with s = -1 an increase of W is a
-        discharge.  ``n`` is used as scratch.  With ``rows``, ``n`` covers only those rows,
-        whose voltages come from the preceding ``block(rows)``.
+    def apply_block(self, n: torch.Tensor, rows: torch.Tensor | None, v: torch.Tensor, noise=None) -> None:  # noqa: ARG002
+        """Apply signed pulse counts ``n`` (in the weight's direction) to the 3T1C cells of ``rows``.
+
+        ``v`` are those rows' voltages from :meth:`read_block` (leakage up to date).  The
+        capacitor moves in direction ``s * sign(n)``: with s = -1 an increase of W is a
+        discharge.  ``n`` is used as scratch.  Pure tensor work; call :meth:`after_update`
+        once the step is done.
         """
         n_cap = n.mul_(_col(self.polarity))
         if rows is None:
+            self.cap.apply_pulses_(v, n_cap, self.mismatch)
+            self._row_clock.fill_(self.now_t)
+        else:
+            self.cap.apply_pulses_(v, n_cap, self.mismatch.rows(rows))
+            self.v.index_copy_(1, rows, v)
+            self._row_clock.index_fill_(0, rows, self.now_t)
+
+    def after_update(self) -> None:
+        self._rows_in_step = False
+        self._stale = True
+
+    def apply_pulses(self, n: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        """Apply signed pulse counts ``n`` to all cells, or to ``rows`` after ``block(rows)``."""
+        if rows is None:
             self.sync()
-            self.cap.apply_pulses_(self.v, n_cap, self.mismatch)
+            self.apply_block(n, None, self.v)
         else:
             if self._block is None or self._block[0] is not rows:
                 raise RuntimeError("apply_pulses(n, rows) must follow block(rows)")
-            v = self._block[1]
-            self.cap.apply_pulses_(v, n_cap, self.mismatch.rows(rows))
-            self.v.index_copy_(1, rows, v)
-            self._row_clock.index_fill_(0, rows, self._now())
-            self._rows_in_step = False
+            self.apply_block(n, rows, self._block[1])
             self._block = None
-        self._stale = True
+        self.after_update()
 
     def advance_time(self, dt_s: float, examples: int = 1) -> None:
         """Let ``dt_s`` seconds pass: capacitor leakage (deferred, exact), PCM drift.
@@ -297,6 +330,11 @@ class HybridCells(_PCMPair):
         the cells' own capacitors leak (SYSTEM.md section 2).
         """
         self.time_s += dt_s
+        now = self._now()
+        if now > 1.0:  # rebase the deferred leakage before float32 clocks lose resolution
+            self.sync()
+        else:
+            self.now_t.fill_(now)
         if self.advance_drift(examples):
             self._refresh_columns()
 
@@ -377,30 +415,48 @@ class PCMPairCells(_PCMPair):
     def weight_us(self) -> torch.Tensor:
         return self.w_pcm_us
 
+    def read_block(self, rows: torch.Tensor | None) -> tuple[torch.Tensor, None]:
+        """(presented weight of the given rows, None): the PCM pair has no other state to read."""
+        return (self.w_pcm_us if rows is None else self.w_pcm_us.index_select(1, rows)), None
+
     def block(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.w_pcm_us.index_select(1, rows)
+        return self.read_block(rows)[0]
 
     def read_var_block(self, rows: torch.Tensor) -> torch.Tensor:
         return self.read_var_us2.index_select(1, rows)
 
-    def apply_pulses(self, n: torch.Tensor, rows: torch.Tensor | None = None) -> None:
-        """n > 0: partial SET of G+; n < 0: partial SET of G- (the weight goes down)."""
+    def update_normals(self, cells: int) -> int:
+        """Normal random numbers an update of ``cells`` cells draws: the partial-SET noise of G+ and G-."""
+        return 2 * cells if self.cfg.pcm.set_step_sigma_rel > 0 else 0
+
+    def apply_block(self, n: torch.Tensor, rows: torch.Tensor | None, v=None, noise=None) -> None:  # noqa: ARG002
+        """n > 0: partial SET of G+; n < 0: partial SET of G- (the weight goes down).
+
+        ``noise``: the source of the cycle-to-cycle noise (default: the cells' generator).
+        """
+        rng = self.generator if noise is None else noise
         up = n.clamp(min=0.0)
         down = n.neg_().clamp_(min=0.0)
         if rows is None:
-            self.g_plus = self.pcm.partial_set(self.g_plus, up, self.step_plus, self.generator)
-            self.g_minus = self.pcm.partial_set(self.g_minus, down, self.step_minus, self.generator)
-        else:
-            gp = self.pcm.partial_set(self.g_plus.index_select(1, rows), up, self.step_plus.index_select(1, rows),
-                                      self.generator)
-            gm = self.pcm.partial_set(self.g_minus.index_select(1, rows), down,
-                                      self.step_minus.index_select(1, rows), self.generator)
-            self.g_plus.index_copy_(1, rows, gp)
-            self.g_minus.index_copy_(1, rows, gm)
-            if not self.drift:  # only these rows changed: refresh just them
-                self._refresh_rows(rows, gp, gm)
-                return
-        self.refresh_pcm()
+            self.g_plus.copy_(self.pcm.partial_set(self.g_plus, up, self.step_plus, rng))
+            self.g_minus.copy_(self.pcm.partial_set(self.g_minus, down, self.step_minus, rng))
+            self.refresh_pcm()
+            return
+        gp = self.pcm.partial_set(self.g_plus.index_select(1, rows), up, self.step_plus.index_select(1, rows), rng)
+        gm = self.pcm.partial_set(self.g_minus.index_select(1, rows), down, self.step_minus.index_select(1, rows),
+                                  rng)
+        self.g_plus.index_copy_(1, rows, gp)
+        self.g_minus.index_copy_(1, rows, gm)
+        if self.drift:
+            self.refresh_pcm()
+        else:  # only these rows changed: refresh just them
+            self._refresh_rows(rows, gp, gm)
+
+    def after_update(self) -> None:
+        return None
+
+    def apply_pulses(self, n: torch.Tensor, rows: torch.Tensor | None = None) -> None:
+        self.apply_block(n, rows)
 
     def _refresh_rows(self, rows: torch.Tensor, gp: torch.Tensor, gm: torch.Tensor) -> None:
         """W_pcm and the read-noise variance of a block of rows (no drift)."""

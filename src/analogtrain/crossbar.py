@@ -20,10 +20,14 @@ baseline, trained by plain SGD with minibatch 1.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
+from ._ops import rowblock_mv
 from .cell import HybridCells, PCMPairCells, TransferStats
 from .config import ChipConfig
+from .noise import GeneratorNoise, NoiseSource
 from .periphery import Periphery
 from .pulses import PulseGenerator
 
@@ -32,10 +36,16 @@ TRACKED_SYNAPSES = 4096
 
 def _with_bias(x: torch.Tensor) -> torch.Tensor:
     """A new tensor [..., n + 1]: the inputs and the always-on bias input 1."""
-    out = torch.empty((*x.shape[:-1], x.shape[-1] + 1), dtype=x.dtype, device=x.device)
-    out[..., :-1] = x
-    out[..., -1] = 1.0
-    return out
+    return torch.nn.functional.pad(x, (0, 1), value=1.0)
+
+
+class StepContext(NamedTuple):
+    """What a training step's forward read leaves for its update."""
+
+    x: torch.Tensor  # inputs of the rows read [chips, k]
+    rows: torch.Tensor | None  # those rows (None: all)
+    w: torch.Tensor  # presented weights read (uS) [chips, k, cols]
+    v: torch.Tensor | None  # capacitor voltages of those rows, brought up to date (3T1C cells)
 
 
 class AnalogCrossbar:
@@ -67,9 +77,7 @@ class AnalogCrossbar:
         self.periphery = Periphery(chip.periphery)
         self.pulse_gen = PulseGenerator(chip.update, learning_rate * self.scale_us / self.cells.nominal_step_us)
         self.noisy_read = chip.pcm.read_noise_us > 0 or chip.pcm.read_noise_rel > 0
-        self._counts = torch.empty(shape, device=device, dtype=dtype)
-        self._x_last: torch.Tensor | None = None
-        self._rows_last: torch.Tensor | None = None
+        self._ctx: StepContext | None = None
         # statistics
         self.update_pulses = torch.zeros(chips, dtype=torch.float64, device=device)
         self.saturated_updates = torch.zeros(chips, dtype=torch.float64, device=device)
@@ -95,73 +103,123 @@ class AnalogCrossbar:
         return (self.cells.weight_us() / self.scale_us).transpose(1, 2).contiguous()
 
     # -- reads -------------------------------------------------------------------------
-    def _read_noise(self, inputs: torch.Tensor, var: torch.Tensor, out: torch.Tensor, transpose: bool) -> None:
+    def _read_noise(self, inputs: torch.Tensor, var: torch.Tensor, out: torch.Tensor, transpose: bool,
+                    noise: NoiseSource, block: bool = False) -> torch.Tensor:
         """Add the column-current read noise, std sqrt(sum_i x_i^2 var_i), to ``out`` (uS units)."""
         x2 = inputs * inputs
-        std = torch.bmm(x2, var.transpose(1, 2) if transpose else var).sqrt_()
-        out.addcmul_(std, torch.randn(out.shape, generator=self.generator, dtype=out.dtype, device=out.device))
+        std = (rowblock_mv(x2, var) if block else torch.bmm(x2, var.transpose(1, 2) if transpose else var)).sqrt_()
+        return out.addcmul_(std, noise.normal(tuple(out.shape)))
 
-    def _output_noise(self, out: torch.Tensor) -> None:
+    def _output_noise(self, out: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
         sigma = self.cfg.periphery.output_noise
         if sigma > 0:  # given in weight x input units; outputs are still in uS units here
-            out.add_(torch.randn(out.shape, generator=self.generator, dtype=out.dtype, device=out.device),
-                     alpha=sigma * self.scale_us)
+            out.add_(noise.normal(tuple(out.shape)), alpha=sigma * self.scale_us)
+        return out
+
+    def _noise(self) -> GeneratorNoise:
+        return GeneratorNoise(self.generator, self.cells.g_plus.device, self.cells.g_plus.dtype)
+
+    def input_(self, x: torch.Tensor) -> torch.Tensor:
+        """Row inputs as the DAC sets them: ``x`` [chips, batch, n_in] plus the bias row (a new tensor)."""
+        return self.periphery.forward_input_(_with_bias(x))
+
+    def active_rows(self, xa: torch.Tensor) -> torch.Tensor | None:
+        """Rows with a non-zero input on any chip (one training example), or None for all rows.
+
+        None also when too many rows are active for the row-block path to pay off.
+        """
+        if not self.sparse_inputs or xa.shape[1] != 1:
+            return None
+        nz = xa[0, 0] if self.chips == 1 else xa[:, 0, :].abs().sum(dim=0)
+        active = nz.nonzero().squeeze(1)
+        return active if active.numel() <= self.SPARSE_ROW_FRACTION * self.rows else None
+
+    def noise_demand(self, active_rows: int, backward: bool) -> tuple[int, int]:
+        """(uniform, normal) random numbers one training step of this array draws."""
+        c = self.chips
+        reads = c * self.n_out + (c * self.rows if backward else 0)
+        normals = 0
+        if self.noisy_read:
+            normals += reads
+        if self.cfg.periphery.output_noise > 0:
+            normals += reads
+        normals += self.cells.update_normals(c * active_rows * self.n_out)
+        return self.pulse_gen.uniforms_needed(c, active_rows, self.n_out), normals
 
     def forward(self, x: torch.Tensor, remember: bool = False) -> torch.Tensor:
         """Column outputs for row inputs ``x`` [chips, batch, n_in] (weight * input units).
 
-        With ``remember`` (training, batch 1) the inputs are kept for :meth:`update`, and when
-        few inputs are non-zero only their rows are read (the others contribute nothing).
+        With ``remember`` (training, batch 1) the step is kept for :meth:`update`, and when few
+        inputs are non-zero only their rows are read (the others contribute nothing).
         """
-        xa = self.periphery.forward_input_(_with_bias(x))
-        rows = None
-        if remember and self.sparse_inputs and xa.shape[1] == 1:
-            nz = xa[0, 0] if self.chips == 1 else xa[:, 0, :].abs().sum(dim=0)
-            active = nz.nonzero().squeeze(1)
-            if active.numel() <= self.SPARSE_ROW_FRACTION * self.rows:
-                rows = active
-        if rows is None:
-            xr = xa
-            w = self.cells.weight_us()
-            var = self.cells.read_var_us2 if self.noisy_read else None
-        else:
-            xr = xa.index_select(2, rows)
-            w = self.cells.block(rows)
-            var = self.cells.read_var_block(rows) if self.noisy_read else None
-        y = torch.bmm(xr, w)
-        if var is not None:
-            self._read_noise(xr, var, y, transpose=False)
-        self._output_noise(y)
+        xa = self.input_(x)
         if remember:
-            self._x_last = xr[:, 0, :]
-            self._rows_last = rows
+            y, self._ctx = self.train_forward(xa, self.active_rows(xa), self._noise())
+            return y
+        noise = self._noise()
+        y = torch.bmm(xa, self.cells.weight_us())
+        if self.noisy_read:
+            self._read_noise(xa, self.cells.read_var_us2, y, False, noise)
+        self._output_noise(y, noise)
         return self.periphery.forward_output_(y, 1.0 / self.scale_us)
 
     def backward(self, d: torch.Tensor) -> torch.Tensor:
         """Row outputs for column errors ``d`` [chips, batch, n_out]; bias row dropped."""
+        return self._backward(d, self.cells.weight_us(), self._noise())
+
+    def _backward(self, d: torch.Tensor, w: torch.Tensor, noise: NoiseSource) -> torch.Tensor:
         dn, scale = self.periphery.backward_input(d)
-        w = self.cells.weight_us()
         z = torch.bmm(dn, w.transpose(1, 2))
         if self.noisy_read:
-            self._read_noise(dn, self.cells.read_var_us2, z, transpose=True)
-        self._output_noise(z)
+            self._read_noise(dn, self.cells.read_var_us2, z, True, noise)
+        self._output_noise(z, noise)
         return self.periphery.backward_output_(z[..., :-1], scale, 1.0 / self.scale_us)
+
+    # -- one training step: pure tensor work (compilable), then after_update() ----------
+    def train_forward(self, xa: torch.Tensor, rows: torch.Tensor | None,
+                      noise: NoiseSource) -> tuple[torch.Tensor, StepContext]:
+        """Forward read of a training example: DAC'd inputs ``xa`` [chips, 1, rows] -> outputs.
+
+        ``rows``: read only these rows (the others have zero input), else all.  Leakage of the
+        rows read is brought up to date first.  Returns the outputs and what the update needs.
+        """
+        xr = xa if rows is None else xa.index_select(2, rows)
+        w, v = self.cells.read_block(rows)
+        y = torch.bmm(xr, w) if rows is None else rowblock_mv(xr, w)
+        if self.noisy_read:
+            var = self.cells.read_var_us2 if rows is None else self.cells.read_var_us2.index_select(1, rows)
+            self._read_noise(xr, var, y, False, noise, block=rows is not None)
+        self._output_noise(y, noise)
+        return self.periphery.forward_output_(y, 1.0 / self.scale_us), StepContext(xr[:, 0, :], rows, w, v)
+
+    def train_backward(self, d: torch.Tensor, ctx: StepContext, noise: NoiseSource) -> torch.Tensor:
+        """Backward read of errors ``d`` [chips, 1, n_out] through the weights the forward read."""
+        if ctx.rows is not None:
+            raise RuntimeError("a backward read needs the full array; this step read a block of rows")
+        return self._backward(d, ctx.w, noise)
+
+    def train_update(self, d: torch.Tensor, ctx: StepContext, noise: NoiseSource) -> None:
+        """Pulse the cells for errors ``d`` [chips, n_out] and the inputs of ``ctx``."""
+        pb = self.pulse_gen.counts(ctx.x, d, noise)
+        self.update_pulses += pb.total_per_chip
+        self.saturated_updates += pb.saturated_per_chip
+        if self.tracked.numel():
+            self._track(pb.counts, ctx.rows)
+        self.cells.apply_block(pb.counts, ctx.rows, ctx.v, noise)
+
+    def after_update(self) -> None:
+        """Bookkeeping outside the tensor step (counters, caches)."""
+        self.updates += 1
+        self.cells.after_update()
 
     # -- update ------------------------------------------------------------------------
     def update(self, d: torch.Tensor) -> None:
         """Apply the update for errors ``d`` [chips, n_out] and the inputs of the last forward."""
-        if self._x_last is None:
+        if self._ctx is None:
             raise RuntimeError("update() needs a forward(..., remember=True) first")
-        x, rows = self._x_last, self._rows_last
-        out = self._counts if rows is None else None
-        pb = self.pulse_gen.counts(x, d, self.generator, out=out)
-        self.update_pulses += pb.total_per_chip
-        self.saturated_updates += pb.saturated_per_chip
-        self.updates += 1
-        if self.tracked.numel():
-            self._track(pb.counts, rows)
-        self.cells.apply_pulses(pb.counts, rows)
-        self._x_last = None
+        self.train_update(d, self._ctx, self._noise())
+        self.after_update()
+        self._ctx = None
 
     def _track(self, n: torch.Tensor, rows: torch.Tensor | None) -> None:
         """Accumulate net and total pulses of the tracked synapses (ED Fig. 2 statistics)."""
@@ -220,6 +278,15 @@ class DigitalCrossbar:
     def weights(self) -> torch.Tensor:
         return self.w.clone()
 
+    def input_(self, x: torch.Tensor) -> torch.Tensor:
+        return _with_bias(x)
+
+    def active_rows(self, xa: torch.Tensor) -> None:  # noqa: ARG002
+        return None
+
+    def noise_demand(self, active_rows: int, backward: bool) -> tuple[int, int]:  # noqa: ARG002
+        return 0, 0
+
     def forward(self, x: torch.Tensor, remember: bool = False) -> torch.Tensor:
         xa = _with_bias(x)
         if remember:
@@ -229,12 +296,25 @@ class DigitalCrossbar:
     def backward(self, d: torch.Tensor) -> torch.Tensor:
         return torch.bmm(d, self.w)[..., :-1]
 
-    def update(self, d: torch.Tensor) -> None:
+    def train_forward(self, xa: torch.Tensor, rows: None, noise) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: ARG002
+        return torch.bmm(xa, self.w.transpose(1, 2)), xa
+
+    def train_backward(self, d: torch.Tensor, ctx: torch.Tensor, noise) -> torch.Tensor:  # noqa: ARG002
+        return self.backward(d)
+
+    def train_update(self, d: torch.Tensor, ctx: torch.Tensor, noise) -> None:  # noqa: ARG002
         """W += eta * delta x^T (delta is the error, minus the loss gradient)."""
+        self.w.baddbmm_(d.unsqueeze(-1), ctx, alpha=self.learning_rate)
+
+    def after_update(self) -> None:
+        self.updates += 1
+
+    def update(self, d: torch.Tensor) -> None:
         if self._x_last is None:
             raise RuntimeError("update() needs a forward(..., remember=True) first")
-        self.w.baddbmm_(d.unsqueeze(-1), self._x_last, alpha=self.learning_rate)
-        self.updates += 1
+        self.train_update(d, self._x_last, None)
+        self.after_update()
+        self._x_last = None
 
     def advance_time(self, dt_s: float, examples: int = 1) -> None:  # noqa: ARG002
         return None

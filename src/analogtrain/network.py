@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import warnings
+
 import torch
 
 from .config import ExperimentConfig
 from .crossbar import AnalogCrossbar, DigitalCrossbar
+from .noise import BufferNoise
 
 Layer = AnalogCrossbar | DigitalCrossbar
 
@@ -44,10 +47,13 @@ def init_weights(sizes: Sequence[int], chips: int, seed: int, dtype=torch.float3
 
 
 class MLP:
-    def __init__(self, layers: list[Layer], activation: str = "sigmoid"):
+    def __init__(self, layers: list[Layer], activation: str = "sigmoid", generator: torch.Generator | None = None):
         self.layers = layers
         self.activation_name = activation
         self._act, self._dact = _activation(activation)
+        self.generator = generator
+        self._compiled_step = None
+        self._compiled_ok = False  # the compiled step has run once
 
     @property
     def chips(self) -> int:
@@ -66,22 +72,101 @@ class MLP:
                 h = z
         return h, hidden
 
-    def train_example(self, x: torch.Tensor, label: int) -> torch.Tensor:
+    def compile(self) -> bool:
+        """Fuse the training step with ``torch.compile`` (the same code, traced once).
+
+        Results equal the eager step's up to float rounding of fused arithmetic; the same seed
+        still gives the same run.  Returns False, and stays eager, for the software network (a
+        few BLAS calls: nothing to fuse) and where the step depends on Python-side time (PCM
+        drift) and so cannot be traced once for all steps.
+        """
+        if not any(hasattr(layer, "cells") for layer in self.layers):
+            return False
+        for layer in self.layers:
+            cells = getattr(layer, "cells", None)
+            if cells is not None and getattr(cells, "drift", False):
+                return False
+        self._compiled_step = torch.compile(self._step, dynamic=None)
+        return True
+
+    @property
+    def compiled(self) -> bool:
+        return self._compiled_step is not None
+
+    def train_example(self, x: torch.Tensor, label: int | torch.Tensor) -> torch.Tensor:
         """One SGD step on one example ``x`` [n_in] (the same for all chips).
 
-        Returns the predicted class per chip (before the update).
+        Returns the predicted class per chip (before the update).  The random numbers of the
+        whole step are drawn first, in two calls, so the step itself is pure tensor work.
         """
-        xb = x.view(1, 1, -1).expand(self.chips, 1, -1)
-        logits, hidden = self.forward(xb, remember=True)
-        p = torch.softmax(logits, dim=-1)
-        d = p.neg_()
-        d[..., label] += 1.0
+        first = self.layers[0]
+        xa = first.input_(x.view(1, 1, -1).expand(self.chips, 1, -1))
+        rows = first.active_rows(xa)
+        k = first.rows if rows is None else int(rows.shape[0])
+        n_u = n_z = 0
+        for i, layer in enumerate(self.layers):
+            u, z = layer.noise_demand(k if i == 0 else layer.rows, backward=i > 0)
+            n_u += u
+            n_z += z
+        dev, dt = xa.device, xa.dtype
+        u_buf = torch.rand(n_u, generator=self.generator, device=dev, dtype=dt) if n_u else None
+        z_buf = torch.randn(n_z, generator=self.generator, device=dev, dtype=dt) if n_z else None
+        if not isinstance(label, torch.Tensor):
+            label = torch.tensor(label, device=dev)
+        if self._compiled_step is None:
+            pred = self._step(xa, rows, label, u_buf, z_buf)
+        else:
+            pred = self._run_compiled(xa, rows, label, u_buf, z_buf)
+        for layer in self.layers:
+            layer.after_update()
+        return pred
+
+    def _run_compiled(self, *args) -> torch.Tensor:
+        """The compiled step; if compiling fails (no C++ compiler, ...), say so once and go on eager.
+
+        Tracing and code generation happen before the step touches any state, so the eager
+        retry starts from the same state.
+        """
+        try:
+            return self._compiled_step(*args)
+        except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
+            if self._compiled_ok:
+                raise
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                          "training continues without it (slower)", RuntimeWarning, stacklevel=3)
+            self._compiled_step = None
+            return self._step(*args)
+        finally:
+            if self._compiled_step is not None:
+                self._compiled_ok = True
+
+    def _step(self, xa: torch.Tensor, rows: torch.Tensor | None, label: torch.Tensor,
+              u: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
+        """Forward, backward and update of one example on every chip: tensors in, tensors out."""
+        noise = BufferNoise(u, z)
+        last = len(self.layers) - 1
+        ctxs = []
+        hidden: list[torch.Tensor] = []
+        h = xa
+        for i, layer in enumerate(self.layers):
+            y, ctx = layer.train_forward(h if i == 0 else layer.input_(h), rows if i == 0 else None, noise)
+            ctxs.append(ctx)
+            if i < last:
+                h = self._act(y)
+                hidden.append(h)
+            else:
+                h = y
+        logits = h
+        classes = torch.arange(logits.shape[-1], device=logits.device)
+        d = (classes == label).to(logits.dtype) - torch.softmax(logits, dim=-1)
         deltas = [d]
-        for i in range(len(self.layers) - 1, 0, -1):
-            back = self.layers[i].backward(deltas[0])
-            deltas.insert(0, back.mul_(self._dact(hidden[i - 1])))
-        for layer, delta in zip(self.layers, deltas):
-            layer.update(delta[:, 0, :])
+        for i in range(last, 0, -1):
+            back = self.layers[i].train_backward(deltas[0], ctxs[i], noise)
+            deltas.insert(0, back * self._dact(hidden[i - 1]))
+        for layer, delta, ctx in zip(self.layers, deltas, ctxs):
+            layer.train_update(delta[:, 0, :], ctx, noise)
+        if not torch.compiler.is_compiling() and noise.unused() != (0, 0):
+            raise RuntimeError(f"noise_demand() drew {noise.unused()} more random numbers than the step used")
         return logits[:, 0, :].argmax(dim=-1)
 
     @torch.no_grad()
@@ -122,6 +207,4 @@ def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="c
         if li > 0 and t.activation in ("sigmoid", "tanh"):
             layer.sparse_inputs = False  # smooth activations are never exactly zero: skip the search
         layers.append(layer)
-    mlp = MLP(layers, t.activation)
-    mlp.generator = gen  # type: ignore[attr-defined]
-    return mlp, stats
+    return MLP(layers, t.activation, gen), stats

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import UpdateConfig
+from .noise import GeneratorNoise, NoiseSource
 
 
 @dataclass
@@ -42,12 +43,23 @@ class PulseGenerator:
         self.cfg = cfg
         self.k = float(pulses_per_unit)
 
-    def counts(self, x: torch.Tensor, d: torch.Tensor, generator: torch.Generator | None,
+    def uniforms_needed(self, chips: int, rows: int, cols: int) -> int:
+        """Uniform random numbers one update of a [chips, rows, cols] block draws."""
+        if self.cfg.pulse_mode == "rounded":
+            return 0
+        return chips * (rows + cols) * self.cfg.pulse_train_length
+
+    def counts(self, x: torch.Tensor, d: torch.Tensor, noise: "NoiseSource | torch.Generator | None",
                out: torch.Tensor | None = None) -> PulseBatch:
-        """Pulse counts [C, rows, cols] for row inputs ``x`` [C, rows] and column errors ``d`` [C, cols]."""
+        """Pulse counts [C, rows, cols] for row inputs ``x`` [C, rows] and column errors ``d`` [C, cols].
+
+        ``noise`` is a noise source (:mod:`analogtrain.noise`) or a generator to draw from.
+        """
         if self.cfg.pulse_mode == "rounded":
             return self._rounded(x, d, out)
-        return self._stochastic(x, d, generator, out)
+        if noise is None or isinstance(noise, torch.Generator):
+            noise = GeneratorNoise(noise, x.device, x.dtype)
+        return self._stochastic(x, d, noise, out)
 
     def _rounded(self, x, d, out) -> PulseBatch:
         limit = float(self.cfg.pulse_train_length)
@@ -57,7 +69,7 @@ class PulseGenerator:
         n.clamp_(-limit, limit)
         return PulseBatch(n, n.abs().sum(dim=(1, 2)), sat)
 
-    def _stochastic(self, x, d, generator, out) -> PulseBatch:
+    def _stochastic(self, x, d, noise, out) -> PulseBatch:
         """Coincidences of random pulse trains.  Row inputs are non-negative (the DAC clips
         them to [0, range]); column errors carry the sign."""
         length = self.cfg.pulse_train_length
@@ -71,9 +83,12 @@ class PulseGenerator:
         gx = q2.clamp(max=1.0).sqrt_()
         gd = gx / md.clamp_(min=1e-30)
         gx.div_(mx.clamp_(min=1e-30))
-        r = torch.rand((x.shape[0], rows + d.shape[-1], length), generator=generator, device=x.device, dtype=x.dtype)
-        bx = r[:, :rows].lt_((x * gx).unsqueeze(-1))
-        bd = r[:, rows:].lt_(ad.mul_(gd).unsqueeze(-1))
+        r = noise.uniform((x.shape[0], rows + d.shape[-1], length))
+        px, qd = (x * gx).unsqueeze(-1), ad.mul_(gd).unsqueeze(-1)
+        if torch.compiler.is_compiling():  # r may be a view of a step input: do not write into it
+            bx, bd = r[:, :rows].lt(px).to(x.dtype), r[:, rows:].lt(qd).to(x.dtype)
+        else:  # r is ours to overwrite: one op each
+            bx, bd = r[:, :rows].lt_(px), r[:, rows:].lt_(qd)
         total = (bx.sum(dim=1) * bd.sum(dim=1)).sum(dim=-1)
         bd.mul_(torch.sign(d).unsqueeze(-1))
         n = torch.bmm(bx, bd.transpose(1, 2), out=out)

@@ -391,17 +391,19 @@ def _save_pulse_window(trainer, path: Path) -> str | None:
 # ----------------------------------------------------------------------------- training
 
 
-def _config(variant: str, settings: Settings, chips: int, seed: int):
+def _config(variant: str, settings: Settings, chips: int, seed: int, compile_mode: str = "auto"):
+    from .config import merge_overrides
     from .presets import get_preset
 
-    return get_preset(variant, settings.overrides(chips, seed))
+    return get_preset(variant, merge_overrides(settings.overrides(chips, seed), {"training": {"compile": compile_mode}}))
 
 
 def _train_variant(variant: str, settings: Settings, data: Dataset, chips: int, seed: int, device: str,
-                   progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str) -> dict[str, Any]:
+                   progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str,
+                   compile_mode: str = "auto") -> dict[str, Any]:
     from .training import Trainer
 
-    cfg = _config(variant, settings, chips, seed)
+    cfg = _config(variant, settings, chips, seed, compile_mode)
     trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=device)
 
     def on_epoch(rec) -> None:
@@ -438,14 +440,15 @@ def measure_chip_batching(variant: str, settings: Settings, data: Dataset, chips
                           device: str = "cpu", examples: int | None = None, repeats: int = 2) -> dict[str, Any]:
     """Wall time of the same ``examples`` training steps with one chip and with ``chips`` chips in one
     trainer; ratio = batched / one chip.  The two are timed alternately ``repeats`` times and the
-    fastest of each is kept (other programs sharing the cores only ever add time)."""
+    fastest of each is kept (other programs sharing the cores only ever add time).  Both run the
+    eager step (compiling would be timed too)."""
     from .training import Trainer
 
     n = examples or settings.timing_examples
     times: dict[int, list[float]] = {1: [], chips: []}
     for _ in range(repeats):
         for c in times:
-            cfg = _config(variant, settings, c, seed)
+            cfg = _config(variant, settings, c, seed, "off")
             trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes,
                               device=device)
             t0 = time.perf_counter()
@@ -535,7 +538,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                      cache_dir: str | Path | None = None, input_size: int | None = None,
                      backbone: str = CIFAR_BACKBONE, device: str = "cpu", transfer_interval: int | None = None,
                      measure_batching: bool = True, timing_examples: int | None = None,
-                     log: Callable[[str], None] | None = None) -> dict[str, Any]:
+                     log: Callable[[str], None] | None = None, compile_mode: str = "auto") -> dict[str, Any]:
     """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
 
     Args:
@@ -559,6 +562,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         measure_batching: measure the wall time of ``chips`` chips batched vs one chip.
         timing_examples: training steps of that measurement (default 2,000; quick: 200).
         log: where progress lines go (default ``print`` when ``progress``).
+        compile_mode: ``training.compile`` of every variant (auto, on, off).
 
     Returns the results dict that is also written to ``out_dir/results.json``.
     """
@@ -613,7 +617,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
             results["experiments"][exp] = entry
             for variant in variant_list:
                 entry["variants"][variant] = _train_variant(variant, settings, data, chips, seed, device,
-                                                            progress, log, out, exp)
+                                                            progress, log, out, exp, compile_mode)
                 acc = entry["variants"][variant]["final_test_accuracy"]
                 log(f"  [{exp}/{variant}] final test accuracy {100 * sum(acc) / len(acc):.2f}% "
                     f"(chips {', '.join(f'{100 * a:.2f}' for a in acc)})")
@@ -688,6 +692,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--transfer-interval", type=int, metavar="N",
                    help=f"examples between transfers (default {TRANSFER_INTERVAL:,}, the paper's MNIST value)")
     p.add_argument("--device", default="cpu", help="torch device of the simulation (default cpu)")
+    p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
+                   help="fuse each training step with torch.compile (auto: for runs of 50,000 steps or more)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run_cli)
     return p
@@ -713,7 +719,7 @@ def run_cli(args: argparse.Namespace) -> int:
         args.experiment, args.out, chips=args.chips, quick=args.quick, data_dir=args.data_dir, epochs=args.epochs,
         variants=args.variants, progress=not args.quiet, threads=args.threads, limit_train=args.limit_train,
         limit_test=args.limit_test, seed=args.seed, cache_dir=args.cache_dir, input_size=args.input_size,
-        device=args.device, transfer_interval=args.transfer_interval,
+        device=args.device, transfer_interval=args.transfer_interval, compile_mode=args.compile,
     )
     print(report.summary_text(results))
     return 0

@@ -57,6 +57,10 @@ class TrainingState:
     wall_s: float = 0.0
 
 
+#: training steps from which ``training.compile = "auto"`` compiles the step
+COMPILE_MIN_STEPS = 50_000
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_033 + epoch)
     return torch.randperm(n, generator=g)
@@ -79,6 +83,9 @@ class Trainer:
         self.y_test = y_test.to(self.device, torch.int64)
         self.n_classes = int(n_classes if n_classes is not None else int(y_train.max()) + 1)
         self.mlp, program_stats = build_mlp(config, self.x_train.shape[1], self.n_classes, self.device)
+        mode = config.training.compile
+        if mode == "on" or (mode == "auto" and config.training.epochs * self.x_train.shape[0] >= COMPILE_MIN_STEPS):
+            self.mlp.compile()
         self.sizes = [self.x_train.shape[1], *config.training.hidden, self.n_classes]
         self.schedule = TransferSchedule(config.chip, [layer.n_out for layer in self.mlp.layers], self.device)
         chips = config.training.chips
@@ -174,7 +181,6 @@ class Trainer:
         n = self.x_train.shape[0]
         seed = self.config.training.seed
         chips = self.config.training.chips
-        labels = self.y_train.tolist()
         label_t = self.y_train.to(self.device)
         x_train = self.x_train
         mlp = self.mlp
@@ -188,8 +194,9 @@ class Trainer:
             stopped = False
             while i < n:
                 idx = order[i]
-                pred = mlp.train_example(x_train[idx], labels[idx])
-                correct += pred == label_t[idx]
+                label = label_t[idx]
+                pred = mlp.train_example(x_train[idx], label)
+                correct += pred == label
                 try:
                     self._after_example()
                 except TrainingDivergedError as exc:

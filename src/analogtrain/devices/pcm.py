@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import PCMConfig
+from ..noise import NoiseSource
 
 
 @dataclass
@@ -107,9 +108,12 @@ class PCMDevice:
         g: torch.Tensor,
         n_pulses: torch.Tensor,
         step_factor: torch.Tensor,
-        generator: torch.Generator | None,
+        generator: "torch.Generator | NoiseSource | None",
     ) -> torch.Tensor:
         """Conductance after ``n_pulses`` (>= 0) partial-SET pulses.
+
+        ``generator``: a generator or a noise source (:mod:`analogtrain.noise`) for the
+        cycle-to-cycle noise (one standard normal per device when ``set_step_sigma_rel > 0``).
 
         The mean step is evaluated at the starting conductance (a burst of pulses within one
         update), the cycle-to-cycle noise of n independent pulses adds in quadrature
@@ -121,7 +125,10 @@ class PCMDevice:
         step = cfg.set_step_us * step_factor * headroom.pow_(cfg.set_step_nonlinearity)
         mean = n_pulses * step
         if cfg.set_step_sigma_rel > 0:
-            noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+            if generator is None or isinstance(generator, torch.Generator):
+                noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+            else:
+                noise = generator.normal(tuple(g.shape))
             dg = mean + noise * (cfg.set_step_sigma_rel * step) * n_pulses.sqrt()
             dg.clamp_(min=0.0)
         else:
