@@ -186,3 +186,45 @@ def test_paper_checks_say_what_is_and_is_not_reproduced():
     # a smoke run never claims anything
     assert {c["verdict"] for c in paper_checks(good, quick=True)} == {"not evaluated"}
     assert set(FIGURE_KINDS) == {"accuracy", "pulse_statistics", "state_histograms", "transfer_pulses"}
+
+
+def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
+    """Ctrl-C during a variant, then --resume: finished variants are kept, the interrupted one
+    continues from its checkpoint, and every result equals that of an uninterrupted run."""
+    from analogtrain.training import Trainer
+
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    kw = dict(chips=2, quick=True, variants=["software", "nature2018"], limit_train=60, limit_test=40,
+              progress=False, measure_batching=False, checkpoint_every=25)
+    whole = reproduce.run_reproduction("mnist", tmp_path / "whole", **kw)
+
+    real_save = Trainer.save_checkpoint
+    saves = []
+
+    def save_then_interrupt(self, path, extra=None):
+        out = real_save(self, path, extra)
+        if "nature2018" in str(path):
+            saves.append(str(path))
+            if len(saves) == 2:
+                raise KeyboardInterrupt
+        return out
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.run_reproduction("mnist", tmp_path / "cut", **kw)
+    ckpt = reproduce.checkpoint_path(tmp_path / "cut", "mnist", "nature2018")
+    assert ckpt.exists()
+    monkeypatch.setattr(Trainer, "save_checkpoint", real_save)
+    logs = []
+    resumed = reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, log=logs.append, **kw)
+    assert any("software] done in the interrupted run" in line for line in logs)
+    assert any("nature2018] resuming" in line for line in logs)
+    assert not ckpt.exists()  # removed once the variant's results are written
+    for v in ("software", "nature2018"):
+        a, b = whole["experiments"]["mnist"]["variants"][v], resumed["experiments"]["mnist"]["variants"][v]
+        assert a["final_test_accuracy"] == b["final_test_accuracy"]
+        assert [h["test_accuracy"] for h in a["history"]] == [h["test_accuracy"] for h in b["history"]]
+        assert a["update_pulses"] == b["update_pulses"]
+    with pytest.raises(ConfigError, match="--resume"):
+        reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, **dict(kw, chips=3))

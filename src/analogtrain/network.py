@@ -52,8 +52,7 @@ class MLP:
         self.activation_name = activation
         self._act, self._dact = _activation(activation)
         self.generator = generator
-        self._compiled_step = None
-        self._compiled_ok = False  # the compiled step has run once
+        self._compiled_step = None  # the compiled step runner, when compile() was called
 
     @property
     def chips(self) -> int:
@@ -86,7 +85,26 @@ class MLP:
             cells = getattr(layer, "cells", None)
             if cells is not None and getattr(cells, "drift", False):
                 return False
-        self._compiled_step = torch.compile(self._step, dynamic=None)
+        compiled = torch.compile(self._step, dynamic=None)
+        ran = [False]
+
+        def run(*args):
+            """The compiled step; if compiling fails (no C++ compiler, ...), say so once and go on
+            eager.  Tracing and code generation happen before the step touches any state, so the
+            eager retry starts from the same state."""
+            try:
+                out = compiled(*args)
+            except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
+                if ran[0]:
+                    raise
+                warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
+                              "training continues without it (slower)", RuntimeWarning, stacklevel=3)
+                self._compiled_step = None
+                return self._step(*args)
+            ran[0] = True
+            return out
+
+        self._compiled_step = run
         return True
 
     @property
@@ -113,32 +131,10 @@ class MLP:
         z_buf = torch.randn(n_z, generator=self.generator, device=dev, dtype=dt) if n_z else None
         if not isinstance(label, torch.Tensor):
             label = torch.tensor(label, device=dev)
-        if self._compiled_step is None:
-            pred = self._step(xa, rows, label, u_buf, z_buf)
-        else:
-            pred = self._run_compiled(xa, rows, label, u_buf, z_buf)
+        pred = (self._compiled_step or self._step)(xa, rows, label, u_buf, z_buf)
         for layer in self.layers:
             layer.after_update()
         return pred
-
-    def _run_compiled(self, *args) -> torch.Tensor:
-        """The compiled step; if compiling fails (no C++ compiler, ...), say so once and go on eager.
-
-        Tracing and code generation happen before the step touches any state, so the eager
-        retry starts from the same state.
-        """
-        try:
-            return self._compiled_step(*args)
-        except Exception as exc:  # noqa: BLE001 - any compiler failure means: run eager
-            if self._compiled_ok:
-                raise
-            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}); "
-                          "training continues without it (slower)", RuntimeWarning, stacklevel=3)
-            self._compiled_step = None
-            return self._step(*args)
-        finally:
-            if self._compiled_step is not None:
-                self._compiled_ok = True
 
     def _step(self, xa: torch.Tensor, rows: torch.Tensor | None, label: torch.Tensor,
               u: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:

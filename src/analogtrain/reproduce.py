@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import copy
 import difflib
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -76,6 +77,8 @@ QUICK_INPUT_SIZE = 32
 QUICK_TIMING_EXAMPLES = 200
 FULL_TIMING_EXAMPLES = 2000
 
+#: default checkpoint interval of reproduce runs (examples)
+CHECKPOINT_EVERY = 20_000
 FORMAT = "analogtrain-reproduce"
 VERSION = 1
 
@@ -398,13 +401,24 @@ def _config(variant: str, settings: Settings, chips: int, seed: int, compile_mod
     return get_preset(variant, merge_overrides(settings.overrides(chips, seed), {"training": {"compile": compile_mode}}))
 
 
+def checkpoint_path(out_dir: Path, experiment: str, variant: str) -> Path:
+    """Where the variant in progress keeps its checkpoint (removed once its results are written)."""
+    return out_dir / "checkpoints" / f"{experiment}__{variant}.safetensors"
+
+
 def _train_variant(variant: str, settings: Settings, data: Dataset, chips: int, seed: int, device: str,
                    progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str,
-                   compile_mode: str = "auto") -> dict[str, Any]:
+                   compile_mode: str = "auto", checkpoint_every: int = CHECKPOINT_EVERY,
+                   resume: bool = False) -> dict[str, Any]:
     from .training import Trainer
 
     cfg = _config(variant, settings, chips, seed, compile_mode)
     trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=device)
+    ckpt = checkpoint_path(out_dir, experiment, variant)
+    ckpt.parent.mkdir(parents=True, exist_ok=True)
+    if resume and ckpt.exists():
+        trainer.load_checkpoint(ckpt)
+        log(f"  [{experiment}/{variant}] resuming from {ckpt} at example {trainer.state.examples_seen:,}")
 
     def on_epoch(rec) -> None:
         accs = ", ".join(f"{100 * a:.2f}" for a in rec.test_accuracy)
@@ -423,7 +437,8 @@ def _train_variant(variant: str, settings: Settings, data: Dataset, chips: int, 
             snap["hist"] = state_histograms(tr, snapshot=True)
         return False
 
-    result = trainer.train(progress=progress, on_epoch=on_epoch, on_step=on_step if last > 1 else None)
+    result = trainer.train(progress=progress, on_epoch=on_epoch, on_step=on_step if last > 1 else None,
+                           checkpoint_every=checkpoint_every, checkpoint_path=ckpt)
     result["variant"] = variant
     result["state_histograms"] = state_histograms(trainer)
     if snap:
@@ -433,6 +448,8 @@ def _train_variant(variant: str, settings: Settings, data: Dataset, chips: int, 
     result["pulse_statistics_pooled"] = pooled_pulse_statistics(trainer)
     window_file = out_dir / "data" / f"{experiment}__{variant}__pulse_window.npz"
     result["pulse_window_file"] = _save_pulse_window(trainer, window_file)
+    if not snap and last > 1:
+        result["state_histograms_before_last_transfer_missing"] = "the run was resumed after that point"
     return result
 
 
@@ -531,6 +548,30 @@ def resolve_experiments(experiment: str) -> list[str]:
     return [experiment]
 
 
+#: results.json fields that must match for --resume
+_RESUME_KEYS = ("experiment", "quick", "chips", "variants", "seed", "arguments")
+
+
+def _previous_run(out: Path, results: dict[str, Any]) -> dict[str, Any] | None:
+    """The results.json of the interrupted run in ``out`` (None if there is none yet); a run
+    with other settings is an error, so results of different runs are never mixed."""
+    path = out / "results.json"
+    if not path.exists():
+        return None
+    try:
+        with open(path, encoding="utf-8") as fh:
+            prev = json.load(fh)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {path} to resume ({exc}); start a new run with another --out") from None
+    if not isinstance(prev, dict) or prev.get("format") != FORMAT:
+        raise DataError(f"{path} is not a results file of analogtrain reproduce; start a new run with another --out")
+    for key in _RESUME_KEYS:
+        if prev.get(key) != json.loads(json.dumps(results[key])):
+            raise ConfigError(f"--resume: the run in {out} used {key} = {prev.get(key)!r}, this command "
+                              f"{results[key]!r}; repeat the original command with --resume, or use another --out")
+    return prev
+
+
 def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick: bool = False,
                      data_dir: str | Path | None = None, epochs: int | None = None,
                      variants: Sequence[str] | None = None, progress: bool = True, threads: int | None = 1, *,
@@ -538,7 +579,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                      cache_dir: str | Path | None = None, input_size: int | None = None,
                      backbone: str = CIFAR_BACKBONE, device: str = "cpu", transfer_interval: int | None = None,
                      measure_batching: bool = True, timing_examples: int | None = None,
-                     log: Callable[[str], None] | None = None, compile_mode: str = "auto") -> dict[str, Any]:
+                     log: Callable[[str], None] | None = None, compile_mode: str = "auto",
+                     resume: bool = False, checkpoint_every: int = CHECKPOINT_EVERY) -> dict[str, Any]:
     """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
 
     Args:
@@ -563,6 +605,10 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         timing_examples: training steps of that measurement (default 2,000; quick: 200).
         log: where progress lines go (default ``print`` when ``progress``).
         compile_mode: ``training.compile`` of every variant (auto, on, off).
+        resume: continue the interrupted run in ``out_dir`` (same arguments): variants whose results
+            are in its results.json are kept, the one in progress continues from its checkpoint.
+        checkpoint_every: the variant in progress writes ``out_dir/checkpoints/EXP__VARIANT.safetensors``
+            every this many examples and at each epoch end (removed when the variant is done).
 
     Returns the results dict that is also written to ``out_dir/results.json``.
     """
@@ -599,6 +645,9 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                       "transfer_interval": transfer_interval},
         "environment": environment(), "experiments": {}, "wall_s": 0.0, "complete": False,
     }
+    previous = _previous_run(out, results) if resume else None
+    if previous is not None:
+        t_start -= previous.get("wall_s", 0.0)  # wall time counts the interrupted part too
     try:
         for exp in names:
             t_exp = time.perf_counter()
@@ -615,16 +664,26 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                 "variants": {}, "timing": None, "wall_s": 0.0,
             }
             results["experiments"][exp] = entry
+            done = ((previous or {}).get("experiments", {}).get(exp) or {}).get("variants", {})
             for variant in variant_list:
+                if isinstance(done.get(variant), dict) and "final_test_accuracy" in done[variant]:
+                    entry["variants"][variant] = done[variant]
+                    log(f"  [{exp}/{variant}] done in the interrupted run: kept")
+                    continue
                 entry["variants"][variant] = _train_variant(variant, settings, data, chips, seed, device,
-                                                            progress, log, out, exp, compile_mode)
+                                                            progress, log, out, exp, compile_mode,
+                                                            checkpoint_every, resume)
                 acc = entry["variants"][variant]["final_test_accuracy"]
                 log(f"  [{exp}/{variant}] final test accuracy {100 * sum(acc) / len(acc):.2f}% "
                     f"(chips {', '.join(f'{100 * a:.2f}' for a in acc)})")
                 entry["wall_s"] = time.perf_counter() - t_exp
                 results["wall_s"] = time.perf_counter() - t_start
                 write_json(out / "results.json", results)
-            if measure_batching and chips > 1:
+                checkpoint_path(out, exp, variant).unlink(missing_ok=True)
+            old_timing = ((previous or {}).get("experiments", {}).get(exp) or {}).get("timing")
+            if measure_batching and chips > 1 and isinstance(old_timing, dict):
+                entry["timing"] = old_timing
+            elif measure_batching and chips > 1:
                 timing_variant = TIMING_VARIANT if TIMING_VARIANT in variant_list else variant_list[0]
                 entry["timing"] = measure_chip_batching(timing_variant, settings, data, chips, seed, device,
                                                         examples=timing_examples)
@@ -694,6 +753,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="torch device of the simulation (default cpu)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="fuse each training step with torch.compile (auto: for runs of 50,000 steps or more)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the interrupted run in --out (give the same arguments): finished variants are "
+                        "kept, the one in progress continues from its checkpoint")
+    p.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="N",
+                   help=f"checkpoint the variant in progress every N examples (default {CHECKPOINT_EVERY:,})")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=run_cli)
     return p
@@ -703,7 +767,8 @@ def run_cli(args: argparse.Namespace) -> int:
     """Entry point of ``analogtrain reproduce`` (``args`` from :func:`add_parser`)."""
     from . import report
 
-    for name in ("chips", "threads", "epochs", "limit_train", "limit_test", "input_size", "transfer_interval"):
+    for name in ("chips", "threads", "epochs", "limit_train", "limit_test", "input_size", "transfer_interval",
+                 "checkpoint_every"):
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
@@ -715,11 +780,21 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ConfigError(f"--device {args.device!r} is not a torch device; use cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: no CUDA GPU is available to this torch; use --device cpu")
-    results = run_reproduction(
-        args.experiment, args.out, chips=args.chips, quick=args.quick, data_dir=args.data_dir, epochs=args.epochs,
-        variants=args.variants, progress=not args.quiet, threads=args.threads, limit_train=args.limit_train,
-        limit_test=args.limit_test, seed=args.seed, cache_dir=args.cache_dir, input_size=args.input_size,
-        device=args.device, transfer_interval=args.transfer_interval, compile_mode=args.compile,
-    )
+    try:
+        results = run_reproduction(
+            args.experiment, args.out, chips=args.chips, quick=args.quick, data_dir=args.data_dir,
+            epochs=args.epochs, variants=args.variants, progress=not args.quiet, threads=args.threads,
+            limit_train=args.limit_train, limit_test=args.limit_test, seed=args.seed, cache_dir=args.cache_dir,
+            input_size=args.input_size, device=args.device, transfer_interval=args.transfer_interval,
+            compile_mode=args.compile, resume=args.resume, checkpoint_every=args.checkpoint_every,
+        )
+    except KeyboardInterrupt:
+        import shlex
+        import sys
+
+        cmd = " ".join(shlex.quote(a) for a in sys.argv[1:] if a != "--resume")
+        print(f"\nanalogtrain: interrupted; the variant in progress was checkpointed at most "
+              f"{args.checkpoint_every:,} examples ago. Continue with: analogtrain {cmd} --resume", file=sys.stderr)
+        return 130
     print(report.summary_text(results))
     return 0
