@@ -3,6 +3,7 @@ same run, and a clean fall-back when compiling is impossible."""
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import pytest
@@ -43,6 +44,12 @@ def _state(mlp):
     return out
 
 
+needs_compiler = pytest.mark.skipif(
+    not (shutil.which("c++") or shutil.which("g++")) and not torch.cuda.is_available(),
+    reason="torch.compile needs a C++ compiler on CPU (the fall-back test below covers its absence)")
+
+
+@needs_compiler
 @pytest.mark.parametrize("preset", ["nature2018", "2pcm"])
 def test_compiled_step_matches_eager_and_is_deterministic(preset):
     x, y = _examples()
