@@ -187,7 +187,7 @@ class AnalogCrossbar:
         w, v = self.cells.read_block(rows)
         y = torch.bmm(xr, w) if rows is None else rowblock_mv(xr, w)
         if self.noisy_read:
-            var = self.cells.read_var_us2 if rows is None else self.cells.read_var_us2.index_select(1, rows)
+            var = self.cells.read_var_us2 if rows is None else self.cells.read_var_block(rows)
             self._read_noise(xr, var, y, False, noise, block=rows is not None)
         self._output_noise(y, noise)
         return self.periphery.forward_output_(y, 1.0 / self.scale_us), StepContext(xr[:, 0, :], rows, w, v)

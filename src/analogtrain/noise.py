@@ -40,14 +40,6 @@ class BufferNoise:
         self._iu = 0
         self._iz = 0
 
-    @staticmethod
-    def draw(n_uniform: int, n_normal: int, generator: torch.Generator | None,
-             device: torch.device | str, dtype: torch.dtype) -> "BufferNoise":
-        """Buffers of the given sizes, drawn from ``generator`` (uniform first, then normal)."""
-        u = torch.rand(n_uniform, generator=generator, device=device, dtype=dtype) if n_uniform else None
-        z = torch.randn(n_normal, generator=generator, device=device, dtype=dtype) if n_normal else None
-        return BufferNoise(u, z)
-
     def _take(self, buf: torch.Tensor | None, start: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, int]:
         n = math.prod(shape)
         if buf is None or start + n > buf.shape[0]:

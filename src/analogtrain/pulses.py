@@ -49,27 +49,26 @@ class PulseGenerator:
             return 0
         return chips * (rows + cols) * self.cfg.pulse_train_length
 
-    def counts(self, x: torch.Tensor, d: torch.Tensor, noise: "NoiseSource | torch.Generator | None",
-               out: torch.Tensor | None = None) -> PulseBatch:
+    def counts(self, x: torch.Tensor, d: torch.Tensor, noise: "NoiseSource | torch.Generator | None") -> PulseBatch:
         """Pulse counts [C, rows, cols] for row inputs ``x`` [C, rows] and column errors ``d`` [C, cols].
 
         ``noise`` is a noise source (:mod:`analogtrain.noise`) or a generator to draw from.
         """
         if self.cfg.pulse_mode == "rounded":
-            return self._rounded(x, d, out)
+            return self._rounded(x, d)
         if noise is None or isinstance(noise, torch.Generator):
             noise = GeneratorNoise(noise, x.device, x.dtype)
-        return self._stochastic(x, d, noise, out)
+        return self._stochastic(x, d, noise)
 
-    def _rounded(self, x, d, out) -> PulseBatch:
+    def _rounded(self, x, d) -> PulseBatch:
         limit = float(self.cfg.pulse_train_length)
-        n = torch.mul(x.unsqueeze(-1), d.unsqueeze(-2), out=out)
+        n = torch.mul(x.unsqueeze(-1), d.unsqueeze(-2))
         n.mul_(self.k).round_()
         sat = n.abs().amax(dim=(1, 2)) > limit
         n.clamp_(-limit, limit)
         return PulseBatch(n, n.abs().sum(dim=(1, 2)), sat)
 
-    def _stochastic(self, x, d, noise, out) -> PulseBatch:
+    def _stochastic(self, x, d, noise) -> PulseBatch:
         """Coincidences of random pulse trains.  Row inputs are non-negative (the DAC clips
         them to [0, range]); column errors carry the sign."""
         length = self.cfg.pulse_train_length
@@ -91,5 +90,5 @@ class PulseGenerator:
             bx, bd = r[:, :rows].lt_(px), r[:, rows:].lt_(qd)
         total = (bx.sum(dim=1) * bd.sum(dim=1)).sum(dim=-1)
         bd.mul_(torch.sign(d).unsqueeze(-1))
-        n = torch.bmm(bx, bd.transpose(1, 2), out=out)
+        n = torch.bmm(bx, bd.transpose(1, 2))
         return PulseBatch(n, total, sat.squeeze(-1))
