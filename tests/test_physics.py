@@ -143,6 +143,52 @@ def test_deferred_leak_of_untouched_rows_equals_leaking_every_step():
     torch.testing.assert_close(lazy.weight_us(), eager.weight_us(), rtol=1e-5, atol=1e-5)
 
 
+def test_leaking_reference_follows_the_same_exponential_and_cancels_the_common_mode():
+    """A leaking g_shared relaxes like the cells, so an un-pulsed cell's g - g_shared stays constant.
+
+    With a held reference the same leak shifts every weight of a column by k dV (common mode).
+    """
+    tau, dt, steps = 2e-3, 2e-6, 1000  # one time constant in all
+    k = 20.0
+    ws = {}
+    for ref in ("held", "leaking"):
+        cfg = chip(capacitor={"leak_time_constant_s": tau, "read_transconductance_us_per_v": k},
+                   cell={"shared_reference": ref}, pcm=QUIET_PCM)
+        cells = HybridCells(cfg, (2, 5, 3), gen(1), "cpu")
+        w0 = cells.weight_us().clone()
+        rows = torch.tensor([0, 3])
+        for step in range(steps):
+            if step % 7 == 0:  # row-block reads in between use the deferred clock of the reference too
+                cells.read_block(rows)
+            cells.advance_time(dt)
+        ws[ref] = (w0, cells.weight_us().clone(), cells)
+    v_expected = 0.8 + (0.5 - 0.8) * math.exp(-1.0)
+    w0, w1, cells = ws["leaking"]
+    torch.testing.assert_close(cells.v_shared, torch.full_like(cells.v_shared, v_expected), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(w1, w0, rtol=0, atol=1e-4)  # g - g_shared unchanged in the linear region
+    w0, w1, cells = ws["held"]
+    torch.testing.assert_close(cells.v_shared, torch.full_like(cells.v_shared, 0.5))
+    shift = k * (v_expected - 0.5) * torch.ones_like(w1) * cells.polarity.unsqueeze(1)
+    torch.testing.assert_close(w1 - w0, shift, rtol=1e-4, atol=1e-4)
+
+
+def test_leaking_reference_is_reset_with_the_cells_at_transfer_and_keeps_w():
+    cfg = chip(cell={"shared_reference": "leaking", "transfer_offset_us": 0.0},
+               capacitor={"leak_time_constant_s": 1e-3}, pcm=QUIET_PCM)
+    cells = HybridCells(cfg, (1, 6, 4), gen(3), "cpu")
+    cells.program_weights(torch.linspace(-20, 20, 24).view(1, 6, 4))
+    n = torch.randint(-5, 6, (1, 6, 4), generator=gen(4)).float()
+    cells.weight_us()
+    cells.apply_pulses(n)
+    for _ in range(100):
+        cells.advance_time(5e-6)
+    before = cells.weight_us().clone()
+    cells.transfer()
+    torch.testing.assert_close(cells.v_shared, torch.full_like(cells.v_shared, 0.5))
+    after = cells.weight_us()
+    assert float((after - before).abs().max()) <= cfg.transfer.tolerance_us * cfg.cell.gain_f * 2 + 1e-4
+
+
 # -- the PCM device ---------------------------------------------------------------------
 
 def test_closed_loop_tuning_reaches_tolerance_and_counts_pulses():

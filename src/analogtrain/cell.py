@@ -9,8 +9,9 @@ shape ``[chips, columns]``.
 
 * :class:`HybridCells` -- the paper's cell,
   ``W = F (G+ - G-) + s (g - g_shared)``: two PCM devices written only at transfer, a 3T1C
-  cell that takes every update, a reference 3T1C ``g_shared`` per column held at the reset
-  voltage, and the polarity ``s = +-1`` per column that flips at each transfer.
+  cell that takes every update, a reference 3T1C ``g_shared`` per column (held at the reset
+  voltage, or leaking like the cells: ``chip.cell.shared_reference``), and the polarity
+  ``s = +-1`` per column that flips at each transfer.
 * :class:`PCMPairCells` -- the 2-PCM baseline, ``W = F (G+ - G-)``, updated by partial-SET
   pulses on G+ (increase) or G- (decrease), with an occasional RESET-and-reprogram of pairs
   that have saturated.
@@ -183,7 +184,8 @@ class HybridCells(_PCMPair):
         cap = cfg.capacitor
         self.cap = Capacitor3T1C(cap)
         self.mismatch = self.cap.draw_mismatch(shape, generator, device, dtype)
-        # reference cells, one per column, held at the reset voltage by the periphery
+        # reference cells, one per column: held at the reset voltage by the periphery, or leaking
+        self.reference_leaks = cfg.cell.shared_reference == "leaking"
         self.threshold_shared_v = self.cap.draw_thresholds((c, n_cols), generator, device, dtype)
         self.v_shared = torch.full((c, n_cols), cap.reset_v, device=device, dtype=dtype)
         self.v = torch.full(shape, cap.reset_v, device=device, dtype=dtype)
@@ -194,7 +196,7 @@ class HybridCells(_PCMPair):
         self.now_t = torch.zeros((), dtype=dtype, device=device)  # _now() as a tensor, for the tensor step
         self.polarity = torch.ones((c, n_cols), device=device, dtype=dtype)
         self.w_us = torch.zeros(shape, device=device, dtype=dtype)
-        self._base_us = torch.zeros(shape, device=device, dtype=dtype)  # W_pcm - s g_shared
+        self._base_us = torch.zeros(shape, device=device, dtype=dtype)  # W_pcm - s g_shared (held reference)
         self._sk = torch.zeros((c, 1, n_cols), device=device, dtype=dtype)  # s k per column
         self._scratch = torch.empty(shape, device=device, dtype=dtype)
         self._stale = True  # W must be recomputed from the state before the next read
@@ -214,6 +216,10 @@ class HybridCells(_PCMPair):
     def sync(self) -> None:
         """Apply all deferred leakage so every capacitor voltage is current; new origin."""
         now = self._now()
+        if now != 0.0 or not self._rows_in_step:
+            self._stale = True  # the voltages change: W must be recomputed
+        if self.reference_leaks and now != 0.0:
+            self.cap.relax_(self.v_shared, math.exp(-now))
         if self._rows_in_step:
             if now != 0.0:
                 self.cap.relax_(self.v, math.exp(-now))
@@ -229,11 +235,28 @@ class HybridCells(_PCMPair):
         self._refresh_columns()
 
     def _refresh_columns(self) -> None:
-        """Cache W_pcm - s g_shared and s k (they change only at transfer)."""
-        g_sh = self.cap.conductance_us(self.v_shared, self.threshold_shared_v)
-        torch.addcmul(self.w_pcm_us, _col(self.polarity), _col(g_sh), value=-1.0, out=self._base_us)
+        """Cache W_pcm - s g_shared (W_pcm alone if the reference leaks) and s k; they change only at transfer."""
+        if self.reference_leaks:  # g_shared changes with time: added per read by _reference_term
+            self._base_us.copy_(self.w_pcm_us)
+        else:
+            g_sh = self.cap.conductance_us(self.v_shared, self.threshold_shared_v)
+            torch.addcmul(self.w_pcm_us, _col(self.polarity), _col(g_sh), value=-1.0, out=self._base_us)
         torch.mul(_col(self.polarity), self.cfg.capacitor.read_transconductance_us_per_v, out=self._sk)
         self._stale = True
+
+    def _reference_term(self) -> torch.Tensor:
+        """-s g_shared(now) per column [C, 1, cols] for a leaking reference (its deferred leak applied).
+
+        ``v_shared`` is current as of the time origin; the reference has not been pulsed since,
+        so its voltage now is ``V_leak + (v_shared - V_leak) exp(-now)``.  Pure tensor work.
+        """
+        v = self.cap.relax_(self.v_shared.clone(), self.now_t.neg().exp())
+        return _col(self.cap.conductance_us(v, self.threshold_shared_v).mul_(self.polarity).neg_())
+
+    def _base(self, rows: torch.Tensor | None) -> torch.Tensor:
+        """The column part of the presented weight for a block of rows (all if None)."""
+        base = self._base_us if rows is None else self._base_us.index_select(1, rows)
+        return base + self._reference_term() if self.reference_leaks else base
 
     # -- the presented weight ----------------------------------------------------------
     def _presented(self, base: torch.Tensor, v: torch.Tensor, vt: torch.Tensor, out: torch.Tensor | None = None,
@@ -252,7 +275,7 @@ class HybridCells(_PCMPair):
         """The presented weight (uS) of every cell, recomputed once after any change."""
         if self._stale or not self._rows_in_step or self.time_s != self._origin_s:
             self.sync()
-            self._presented(self._base_us, self.v, self.mismatch.threshold_v, out=self.w_us, scratch=self._scratch)
+            self._presented(self._base(None), self.v, self.mismatch.threshold_v, out=self.w_us, scratch=self._scratch)
             self._stale = False
         return self.w_us
 
@@ -267,11 +290,11 @@ class HybridCells(_PCMPair):
             v = self.v
             keep = self._row_clock.sub(self.now_t).exp_()
             self.cap.relax_(v, keep.view(1, -1, 1))
-            return self._presented(self._base_us, v, self.mismatch.threshold_v, out=self.w_us, scratch=self._scratch), v
+            return self._presented(self._base(None), v, self.mismatch.threshold_v, out=self.w_us, scratch=self._scratch), v
         v = self.v.index_select(1, rows)
         keep = self._row_clock.index_select(0, rows).sub_(self.now_t).exp_()
         self.cap.relax_(v, keep.view(1, -1, 1))
-        return self._presented(self._base_us.index_select(1, rows), v, self.mismatch.threshold_v.index_select(1, rows)), v
+        return self._presented(self._base(rows), v, self.mismatch.threshold_v.index_select(1, rows)), v
 
     def block(self, rows: torch.Tensor) -> torch.Tensor:
         """Presented weight of the given rows [C, k, cols] (their leakage brought up to date).
@@ -326,8 +349,8 @@ class HybridCells(_PCMPair):
     def advance_time(self, dt_s: float, examples: int = 1) -> None:
         """Let ``dt_s`` seconds pass: capacitor leakage (deferred, exact), PCM drift.
 
-        The shared reference cells are held at the reset voltage by the periphery, so only
-        the cells' own capacitors leak (SYSTEM.md section 2).
+        A held reference (SYSTEM.md section 2) does not leak; a leaking one relaxes like the
+        cells, with the same deferred clock.
         """
         self.time_s += dt_s
         now = self._now()

@@ -31,6 +31,7 @@ from ._configbase import ConfigBase, param
 from .errors import ConfigError
 
 CELL_KINDS = ("2pcm+3t1c", "2pcm", "digital")
+SHARED_REFERENCES = ("held", "leaking")
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,12 @@ class CellConfig(ConfigBase):
     transfer_offset_us: float = param(2.0, unit="uS", ge=0, source="paper",
                                       doc="offset subtracted (with the new polarity) from the PCM target at transfer "
                                           "so that the correction falls to g, which grows more easily than it shrinks")
+    shared_reference: str = param("held", choices=SHARED_REFERENCES, source="SYSTEM.md",
+                                  doc="the per-column reference 3T1C g_shared: 'held' = its gate is driven at "
+                                      "chip.capacitor.reset_v by the periphery (SYSTEM.md), so the cells' leakage "
+                                      "shifts every weight of a column together; 'leaking' = an un-pulsed 3T1C reset "
+                                      "with the cells at transfer that leaks like them, so the leak cancels in "
+                                      "g - g_shared (common mode)")
     max_weight: tuple[float, ...] = param((1.0, 2.0, 4.0), gt=0, source="assumed",
                                           doc="software weight represented by F * g_program_max_us, per layer from the "
                                               "input (a periphery gain; the last value repeats for deeper layers); "

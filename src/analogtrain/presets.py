@@ -17,6 +17,11 @@ _PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
         "transfer offset 0, see nature2018-offset)",
         {"chip": {"cell": {"transfer_offset_us": 0.0}}},
     ),
+    "nature2018-leaking-reference": (
+        "as nature2018 with a reference cell g_shared that leaks like the cells (SYSTEM.md holds it), so leakage "
+        "cancels in g - g_shared instead of shifting whole columns",
+        {"chip": {"cell": {"transfer_offset_us": 0.0, "shared_reference": "leaking"}}},
+    ),
     "nature2018-offset": (
         "as nature2018 with the paper's 2 uS transfer offset (in our model it shifts every weight after a transfer)",
         {},
