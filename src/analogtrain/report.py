@@ -43,13 +43,17 @@ COLORS = {
     "2pcm": "tab:green",
     "nature2018-ideal-cmos": "tab:orange",
     "nature2018-offset": "tab:purple",
+    "nature2018-leaking-reference": "tab:cyan",
 }
+
+#: the variant with a leaking reference cell (not SYSTEM.md's chip; reported beside nature2018)
+LEAKING = "nature2018-leaking-reference"
 
 #: ED Fig. 2 of the paper (MNIST, two transfer intervals = 16,000 images): typical synapse
 PAPER_PULSES = {"2pcm+3t1c": {"net": 100.0, "total": 1000.0}, "2pcm": {"net": 10.0, "total": 50.0}}
 
-#: "equivalent" accuracy: largest software-minus-analog gap (points) we call equivalent
-EQUIVALENCE_POINTS = {"mnist": 0.5, "mnist-backrand": 1.0, "cifar10": 1.0, "cifar100": 1.0}
+#: "equivalent" accuracy: largest software-minus-analog gap (points) we call equivalent (issue 3: 0.3 on MNIST)
+EQUIVALENCE_POINTS = {"mnist": 0.3, "mnist-backrand": 1.0, "cifar10": 1.0, "cifar100": 1.0}
 
 
 def _color(name: str, i: int) -> str:
@@ -106,6 +110,12 @@ def paper_checks(entry: dict[str, Any], quick: bool = False) -> list[dict[str, A
             f"{gap:+.2f} points (we call <= {tol:g} equivalent)", "reproduced" if gap <= tol else "not reproduced")
     else:
         add(claim, paper, "needs the software and nature2018 variants", "not evaluated")
+    if fin.get("software") and fin.get(LEAKING):
+        gap = fin["software"][0] - fin[LEAKING][0]
+        add("the same, with a reference cell g_shared that leaks like the cells (our design alternative; "
+            "SYSTEM.md holds it at the reset voltage)", paper,
+            f"software {fin['software'][0]:.2f}%, {LEAKING} {fin[LEAKING][0]:.2f}%: gap {gap:+.2f} points "
+            f"(we call <= {tol:g} equivalent)", "reproduced" if gap <= tol else "not reproduced")
 
     claim = "without polarity inversion, CMOS mismatch costs accuracy"
     paper = "nature2018-no-inversion worse than nature2018"

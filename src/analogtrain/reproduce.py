@@ -54,6 +54,7 @@ from .errors import ConfigError, DataError
 EXPERIMENTS: tuple[str, ...] = ("mnist", "mnist-backrand", "cifar10", "cifar100")
 DEFAULT_VARIANTS: tuple[str, ...] = (
     "software", "nature2018", "nature2018-no-inversion", "2pcm", "nature2018-ideal-cmos",
+    "nature2018-leaking-reference",
 )
 #: the variant whose batched-vs-one-chip wall time is measured
 TIMING_VARIANT = "nature2018"
