@@ -302,6 +302,27 @@ def test_2pcm_pulses_raise_g_plus_for_increase_and_g_minus_for_decrease():
 
 # -- pulses ---------------------------------------------------------------------------
 
+def test_a_slot_fires_with_its_probability_resolved_to_16_bits():
+    """fires(w, p) is True for exactly round(p 2^16) of the 2^16 words: P = p to within 2^-17."""
+    from analogtrain.noise import fires
+    words = torch.arange(-(2**15), 2**15, dtype=torch.int32).to(torch.int16)
+    p = torch.tensor([0.0, 1e-6, 0.3, 0.5, 0.123456, 0.99999, 1.0])
+    count = fires(words.view(1, -1), p.view(-1, 1)).sum(dim=1)
+    expected = torch.tensor([0, 0, round(0.3 * 65536), 32768, round(0.123456 * 65536), 65535, 65536])
+    assert torch.equal(count, expected)
+    assert float((count / 65536 - p).abs().max()) <= 2**-17
+
+
+def test_random_words_use_every_bit_evenly():
+    from analogtrain.noise import draw_words
+    w = draw_words(400_001, torch.Generator().manual_seed(3), "cpu")
+    assert w.shape == (400_001,) and w.dtype == torch.int16
+    u = w.to(torch.int32) + 2**15  # unsigned value 0..65535
+    for b in range(16):  # the top bit of each 64-bit draw included
+        assert abs(float(((u >> b) & 1).float().mean()) - 0.5) < 0.005
+    assert torch.equal(w, draw_words(400_001, torch.Generator().manual_seed(3), "cpu"))
+
+
 def test_rounded_pulse_counts_are_round_k_x_delta():
     pg = PulseGenerator(UpdateConfig(pulse_mode="rounded", pulse_train_length=100), pulses_per_unit=50.0)
     x = torch.tensor([[0.0, 0.5, 1.0]])

@@ -135,7 +135,7 @@ class AnalogCrossbar:
         return active if active.numel() <= self.SPARSE_ROW_FRACTION * self.rows else None
 
     def noise_demand(self, active_rows: int, backward: bool) -> tuple[int, int]:
-        """(uniform, normal) random numbers one training step of this array draws."""
+        """(random words, normals) one training step of this array draws (see :mod:`analogtrain.noise`)."""
         c = self.chips
         reads = c * self.n_out + (c * self.rows if backward else 0)
         normals = 0
@@ -144,7 +144,7 @@ class AnalogCrossbar:
         if self.cfg.periphery.output_noise > 0:
             normals += reads
         normals += self.cells.update_normals(c * active_rows * self.n_out)
-        return self.pulse_gen.uniforms_needed(c, active_rows, self.n_out), normals
+        return self.pulse_gen.words_needed(c, active_rows, self.n_out), normals
 
     def forward(self, x: torch.Tensor, remember: bool = False) -> torch.Tensor:
         """Column outputs for row inputs ``x`` [chips, batch, n_in] (weight * input units).

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import UpdateConfig
-from .noise import GeneratorNoise, NoiseSource
+from .noise import GeneratorNoise, NoiseSource, fires
 
 
 @dataclass
@@ -43,8 +43,8 @@ class PulseGenerator:
         self.cfg = cfg
         self.k = float(pulses_per_unit)
 
-    def uniforms_needed(self, chips: int, rows: int, cols: int) -> int:
-        """Uniform random numbers one update of a [chips, rows, cols] block draws."""
+    def words_needed(self, chips: int, rows: int, cols: int) -> int:
+        """Random words (one per slot, :mod:`analogtrain.noise`) one update of a [chips, rows, cols] block draws."""
         if self.cfg.pulse_mode == "rounded":
             return 0
         return chips * (rows + cols) * self.cfg.pulse_train_length
@@ -82,12 +82,9 @@ class PulseGenerator:
         gx = q2.clamp(max=1.0).sqrt_()
         gd = gx / md.clamp_(min=1e-30)
         gx.div_(mx.clamp_(min=1e-30))
-        r = noise.uniform((x.shape[0], rows + d.shape[-1], length))
+        r = noise.words((x.shape[0], rows + d.shape[-1], length))
         px, qd = (x * gx).unsqueeze(-1), ad.mul_(gd).unsqueeze(-1)
-        if torch.compiler.is_compiling():  # r may be a view of a step input: do not write into it
-            bx, bd = r[:, :rows].lt(px).to(x.dtype), r[:, rows:].lt(qd).to(x.dtype)
-        else:  # r is ours to overwrite: one op each
-            bx, bd = r[:, :rows].lt_(px), r[:, rows:].lt_(qd)
+        bx, bd = fires(r[:, :rows], px).to(x.dtype), fires(r[:, rows:], qd).to(x.dtype)
         total = (bx.sum(dim=1) * bd.sum(dim=1)).sum(dim=-1)
         bd.mul_(torch.sign(d).unsqueeze(-1))
         n = torch.bmm(bx, bd.transpose(1, 2))
