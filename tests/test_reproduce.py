@@ -228,3 +228,44 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
         assert a["update_pulses"] == b["update_pulses"]
     with pytest.raises(ConfigError, match="--resume"):
         reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, **dict(kw, chips=3))
+
+
+def test_runs_of_one_experiment_merge_into_one_report(tmp_path, monkeypatch, capsys):
+    """Variants trained in separate runs share one report; runs that differ in seed or settings do not."""
+    from analogtrain import cli
+
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    kw = dict(quick=True, limit_train=60, limit_test=40, progress=False, measure_batching=False)
+    a = reproduce.run_reproduction("mnist", tmp_path / "a", chips=2, variants=["software", "nature2018"], **kw)
+    b = reproduce.run_reproduction("mnist", tmp_path / "b", chips=1, variants=["software", "2pcm"], **kw)
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
+    merged = json.loads((tmp_path / "m" / "results.json").read_text())
+    entry = merged["experiments"]["mnist"]
+    assert list(entry["variants"]) == ["software", "nature2018", "2pcm"]
+    # the software baseline of the run with more chips is kept, the other is listed as not used
+    assert entry["variants"]["software"] == a["experiments"]["mnist"]["variants"]["software"]
+    assert entry["variants"]["2pcm"] == b["experiments"]["mnist"]["variants"]["2pcm"]
+    assert merged["merge_skipped"] == [f"mnist/software from {tmp_path / 'b'}"]
+    assert {c["claim"] for c in entry["checks"]} >= {"the PCM-only 2-PCM cell is clearly worse"}
+    text = (tmp_path / "m" / "report.md").read_text()
+    assert "chips per variant: software 2, nature2018 2, 2pcm 1" in text and "merged from" in text
+    for p in figure_paths(tmp_path / "m", "mnist").values():
+        assert p.is_file() and p.stat().st_size > 10_000
+    windows = sorted(p.name for p in (tmp_path / "m" / "data").glob("*.npz"))  # software has no pulses
+    assert windows == ["mnist__2pcm__pulse_window.npz", "mnist__nature2018__pulse_window.npz"]
+    # another seed: refused with one line
+    reproduce.run_reproduction("mnist", tmp_path / "c", chips=1, variants=["2pcm"], seed=1, **kw)
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "m2")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "seed" in err
+    # another schedule (epochs): refused, naming what differs
+    reproduce.run_reproduction("mnist", tmp_path / "d", chips=1, variants=["2pcm"], epochs=1, **kw)
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "d"), "--out", str(tmp_path / "m3")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "different settings (epochs differs)" in err
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) != 0  # merging needs --out
+    assert "--out" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "a")]) == 0  # one run: re-rendered in place

@@ -473,6 +473,38 @@ def cmd_presets(args: argparse.Namespace) -> int:  # noqa: ARG001
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .errors import ConfigError
+    from .report import render
+
+    if len(args.runs) == 1:
+        if args.out is not None:
+            raise ConfigError("--out is for merging several runs; with one run the report is re-rendered in place")
+        print(f"wrote {render(args.runs[0])}")
+        return 0
+    if args.out is None:
+        raise ConfigError("merging runs needs --out DIR, a new folder for the merged report")
+    from .merge import merge_runs
+
+    print(f"wrote {merge_runs(args.runs, args.out)}")
+    return 0
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report", help="re-render a reproduce run's report, or merge several runs into one report",
+        description="With one RUN_DIR (the --out of 'analogtrain reproduce'): re-render its report.md and figures "
+                    "from results.json. With several: merge their variants (the same experiments, seed, network "
+                    "and data; e.g. variants trained in parallel processes) into one report in --out.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+               "  analogtrain report runs/mnist\n"
+               "  analogtrain report runs/mnist_software_nature2018 runs/mnist_ablations --out runs/mnist_all\n")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by 'analogtrain reproduce'")
+    p.add_argument("--out", metavar="DIR", help="folder of the merged report (with several runs)")
+    p.set_defaults(func=cmd_report)
+
+
 class _ArgumentError(UserError):
     """A command line argparse cannot parse (reported in one line, like every user error)."""
 
@@ -505,6 +537,7 @@ def make_parser() -> argparse.ArgumentParser:
     from .reproduce import add_parser as add_reproduce_parser
 
     add_reproduce_parser(sub)
+    _add_report(sub)
     return parser
 
 

@@ -4,7 +4,9 @@ Everything here works from the results dict that :func:`analogtrain.reproduce.ru
 returns (and writes to ``results.json``) plus the per-synapse pulse windows it saves under
 ``data/``, so a report can be re-rendered from a finished folder::
 
-    python -m analogtrain.report runs/reproduce
+    analogtrain report runs/reproduce          # or: python -m analogtrain.report runs/reproduce
+
+Several runs of one experiment merge into one report (:mod:`analogtrain.merge`).
 
 Figures (matplotlib, Agg backend), per experiment ``E``, under ``figures/``:
 
@@ -506,10 +508,14 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
              f"{_n(st.get('epochs'), 'epoch')}, learning rate {st.get('learning_rate')}, minibatch 1; transfer every "
              f"{_fmt(st.get('transfer_interval_examples'))} examples; 2-PCM RESET check every "
              f"{_fmt(st.get('reset_check_interval_examples'))}")
-    any_res = next(iter(variants.values()), {})
-    L.append(f"* {_n(any_res.get('chips', 0), 'chip')} per variant, trained together in one trainer (same data order "
-             "and initial weights, independent device draws and noise); wall time of the experiment "
-             f"{_fmt(entry.get('wall_s'), 1)} s")
+    counts = {name: int(res.get("chips", 0)) for name, res in variants.items()}
+    if len(set(counts.values())) <= 1:
+        chips_text = f"{_n(next(iter(counts.values()), 0), 'chip')} per variant"
+    else:  # a merged report: variants from runs with different chip counts
+        chips_text = "chips per variant: " + ", ".join(f"{n} {c}" for n, c in counts.items())
+    L.append(f"* {chips_text}, trained together in one trainer (same data order "
+             "and initial weights, independent device draws and noise; chip c starts from the same weights in "
+             f"every variant); wall time of the experiment {_fmt(entry.get('wall_s'), 1)} s")
     L.append("")
 
     # accuracy
@@ -634,13 +640,22 @@ def report_markdown(results: dict[str, Any], out: Path) -> str:
               "evaluated.", ""]
     if not results.get("complete", False):
         L += ["> **Incomplete:** the run is still going or was interrupted; this report shows what has finished.", ""]
+    chips = results.get("chips", 0)
+    chips_text = (_n(chips, "simulated chip") if not isinstance(chips, list)
+                  else f"{' or '.join(str(c) for c in chips)} simulated chips (see each variant)")
     L += [f"* experiment(s): {', '.join(exps) or 'none yet'}; variants: {', '.join(results.get('variants', []))}",
-          f"* {_n(results.get('chips', 0), 'simulated chip')} per variant, seed {results.get('seed')}, "
+          f"* {chips_text} per variant, seed {results.get('seed')}, "
           f"{_n(results.get('threads'), 'torch thread')}, device {results.get('device')}",
           f"* total wall time {_fmt(results.get('wall_s'), 1)} s; analogtrain {env.get('analogtrain')}, "
           f"torch {env.get('torch')}, Python {env.get('python')}, {env.get('platform')}, {env.get('time_utc')}",
           "* everything below is in `results.json` (full configs, per-epoch accuracy per chip, pulse counts, "
-          "histograms); per-synapse pulse windows are in `data/*.npz`", ""]
+          "histograms); per-synapse pulse windows are in `data/*.npz`"]
+    for m in results.get("merged_from", []):
+        L.append(f"* merged from `{m['run']}` ({', '.join(m['variants'])}; {m['chips']} chips; started "
+                 f"{m.get('time_utc')})")
+    for s in results.get("merge_skipped", []):
+        L.append(f"* not used (also in another run, which trained more chips or was given first): {s}")
+    L.append("")
     if len(exps) > 1:
         names = list(results.get("variants", []))
         L += ["## Summary", "", "| experiment | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]

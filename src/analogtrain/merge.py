@@ -1,0 +1,153 @@
+"""One report from several ``analogtrain reproduce`` runs of the same experiment.
+
+Variants of one experiment can be trained in separate processes (two cores: two runs at
+once), on separate machines, or at separate times, and then shown together::
+
+    analogtrain report runs/mnist_a runs/mnist_b --out runs/mnist
+
+:func:`merge_runs` reads each run's ``results.json``, checks that the runs can share a report
+(the same seed, the same full-size or ``--quick`` mode, and, per experiment, the same network,
+schedule, learning rate and data), takes the union of their variants, copies the per-synapse
+pulse windows, recomputes the checks against the paper and writes ``report.md`` and the figures.
+A variant present in more than one run is taken from the run that trained more chips (the
+first given, on a tie); the others are listed in the report as not used.  Every variant
+keeps its own chip count, and the report gives it per variant.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import report
+from .errors import DataError, OutputError
+
+#: what must agree between two runs of one experiment for their variants to share a report
+_SAME_SETTINGS = ("settings", "network")
+_SAME_DATA = ("name", "n_train", "n_test", "n_inputs", "n_classes")
+
+
+def _load(run: Path) -> dict[str, Any]:
+    f = run / "results.json"
+    try:
+        results = json.loads(f.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{f} not found; give the --out folders of 'analogtrain reproduce' runs") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"cannot read {f}: {exc}") from None
+    if results.get("format") != "analogtrain-reproduce":
+        raise DataError(f"{f} is not the results.json of an 'analogtrain reproduce' run")
+    return results
+
+
+def _differ(a: Any, b: Any, path: str = "") -> str | None:
+    """The first key path where two JSON values differ ('' if the values themselves), or None."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            d = _differ(a.get(k), b.get(k), f"{path}.{k}" if path else k)
+            if d is not None:
+                return d
+        return None
+    return None if a == b else path
+
+
+def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
+    """Merge the reproduce runs in ``runs`` into one report in ``out``; returns the report's path."""
+    dirs = [Path(r) for r in runs]
+    if len(dirs) < 2:
+        raise DataError("merging needs at least two run folders")
+    out = Path(out)
+    if any(out.resolve() == d.resolve() for d in dirs):
+        raise OutputError(f"--out {out} is one of the runs being merged; choose a new folder")
+    loaded = [(d, _load(d)) for d in dirs]
+    first_dir, first = loaded[0]
+    for d, r in loaded[1:]:
+        for key in ("seed", "quick"):
+            if r.get(key) != first.get(key):
+                raise DataError(f"{d} and {first_dir} differ in {key} ({r.get(key)!r} vs {first.get(key)!r}); "
+                                "only runs of the same seed and mode can share a report")
+
+    experiments: dict[str, dict[str, Any]] = {}
+    source: dict[tuple[str, str], Path] = {}
+    skipped: list[str] = []
+    for d, r in loaded:
+        for name, entry in r.get("experiments", {}).items():
+            merged = experiments.get(name)
+            if merged is None:
+                merged = experiments[name] = {k: v for k, v in entry.items() if k not in ("variants", "checks")}
+                merged["variants"] = {}
+                merged["wall_s"] = 0.0
+                merged["timing"] = None
+                ref_dir = d
+            else:
+                ref_dir = source[(name, "__entry__")]
+                for key in _SAME_SETTINGS:
+                    diff = _differ(entry.get(key), merged.get(key))
+                    if diff is not None:
+                        raise DataError(f"{d} and {ref_dir} trained {name} with different {key} "
+                                        f"({diff or key} differs); their variants cannot share a report")
+                ds_a, ds_b = entry.get("dataset", {}), merged.get("dataset", {})
+                for key in _SAME_DATA:
+                    if ds_a.get(key) != ds_b.get(key):
+                        raise DataError(f"{d} and {ref_dir} trained {name} on different data ({key}: "
+                                        f"{ds_a.get(key)!r} vs {ds_b.get(key)!r}); their variants cannot share "
+                                        "a report")
+            source.setdefault((name, "__entry__"), ref_dir)
+            merged["wall_s"] += float(entry.get("wall_s") or 0.0)
+            if merged["timing"] is None and entry.get("timing"):
+                merged["timing"] = entry["timing"]
+            for variant, res in entry.get("variants", {}).items():
+                if not res.get("final_test_accuracy"):
+                    continue  # unfinished in that run
+                have = merged["variants"].get(variant)
+                if have is not None:
+                    keep_new = int(res.get("chips", 0)) > int(have.get("chips", 0))
+                    loser = source[(name, variant)] if keep_new else d
+                    skipped.append(f"{name}/{variant} from {loser}")
+                    if not keep_new:
+                        continue
+                merged["variants"][variant] = dict(res)
+                source[(name, variant)] = d
+
+    if not any(e["variants"] for e in experiments.values()):
+        raise DataError("none of the runs has a finished variant to report")
+    try:
+        (out / "data").mkdir(parents=True, exist_ok=True)
+        for (name, variant), d in source.items():
+            if variant == "__entry__":
+                continue
+            res = experiments[name]["variants"][variant]
+            window = res.get("pulse_window_file")
+            if window and (d / "data" / window).is_file():
+                shutil.copyfile(d / "data" / window, out / "data" / window)
+    except OSError as exc:
+        raise OutputError(f"cannot write into {out}: {exc.strerror or exc}; choose another --out") from None
+
+    quick = bool(first.get("quick"))
+    variants: list[str] = []
+    for _, r in loaded:
+        variants += [v for v in r.get("variants", []) if v not in variants]
+    for entry in experiments.values():
+        entry["variants"] = {v: entry["variants"][v] for v in variants if v in entry["variants"]}
+        entry["checks"] = report.paper_checks(entry, quick)
+    chips = sorted({int(res.get("chips", 0)) for e in experiments.values() for res in e["variants"].values()})
+    results = {k: v for k, v in first.items() if k not in ("experiments", "variants", "wall_s", "chips")}
+    results.update({
+        "experiment": ",".join(experiments),
+        "variants": variants,
+        "chips": chips[0] if len(chips) == 1 else chips,
+        "experiments": experiments,
+        "wall_s": sum(float(r.get("wall_s") or 0.0) for _, r in loaded),
+        "complete": all(r.get("complete", False) for _, r in loaded),
+        "merged_from": [{"run": str(d), "variants": list(r.get("variants", [])), "chips": r.get("chips"),
+                         "time_utc": (r.get("environment") or {}).get("time_utc")} for d, r in loaded],
+        "merge_skipped": skipped,
+    })
+    try:
+        (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"cannot write {out / 'results.json'}: {exc.strerror or exc}") from None
+    return report.write_report(results, out)
