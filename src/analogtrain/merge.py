@@ -141,7 +141,8 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
         "chips": chips[0] if len(chips) == 1 else chips,
         "experiments": experiments,
         "wall_s": sum(float(r.get("wall_s") or 0.0) for _, r in loaded),
-        "complete": all(r.get("complete", False) for _, r in loaded),
+        # complete when every variant some run set out to train finished in one of the runs
+        "complete": all(v in e["variants"] for e in experiments.values() for v in variants),
         "merged_from": [{"run": str(d), "variants": list(r.get("variants", [])), "chips": r.get("chips"),
                          "time_utc": (r.get("environment") or {}).get("time_utc")} for d, r in loaded],
         "merge_skipped": skipped,
