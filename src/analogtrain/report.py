@@ -651,7 +651,7 @@ def report_markdown(results: dict[str, Any], out: Path) -> str:
           "* everything below is in `results.json` (full configs, per-epoch accuracy per chip, pulse counts, "
           "histograms); per-synapse pulse windows are in `data/*.npz`"]
     for m in results.get("merged_from", []):
-        L.append(f"* merged from `{m['run']}` ({', '.join(m['variants'])}; {m['chips']} chips; started "
+        L.append(f"* merged from `{m['run']}` ({', '.join(m['variants'])}; {_n(m['chips'], 'chip')}; started "
                  f"{m.get('time_utc')})")
     for s in results.get("merge_skipped", []):
         L.append(f"* not used (also in another run, which trained more chips or was given first): {s}")
