@@ -30,19 +30,6 @@ _SAME_SETTINGS = ("settings", "network")
 _SAME_DATA = ("name", "n_train", "n_test", "n_inputs", "n_classes")
 
 
-def _load(run: Path) -> dict[str, Any]:
-    f = run / "results.json"
-    try:
-        results = json.loads(f.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{f} not found; give the --out folders of 'analogtrain reproduce' runs") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read {f}: {exc}") from None
-    if results.get("format") != "analogtrain-reproduce":
-        raise DataError(f"{f} is not the results.json of an 'analogtrain reproduce' run")
-    return results
-
-
 def _differ(a: Any, b: Any, path: str = "") -> str | None:
     """The first key path where two JSON values differ ('' if the values themselves), or None."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -62,7 +49,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     out = Path(out)
     if any(out.resolve() == d.resolve() for d in dirs):
         raise OutputError(f"--out {out} is one of the runs being merged; choose a new folder")
-    loaded = [(d, _load(d)) for d in dirs]
+    loaded = [(d, report.load_results(d)) for d in dirs]
     first_dir, first = loaded[0]
     for d, r in loaded[1:]:
         for key in ("seed", "quick"):

@@ -727,17 +727,23 @@ def summary_text(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def render(out: str | Path) -> Path:
-    """Re-render the report of a finished (or partial) run folder from its results.json."""
-    out = Path(out)
-    f = out / "results.json"
+def load_results(run: str | Path) -> dict[str, Any]:
+    """The results.json of a reproduce run folder; a clear DataError if it is missing or not one."""
+    f = Path(run) / "results.json"
     try:
         results = json.loads(f.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{f} not found; give the --out folder of an 'analogtrain reproduce' run") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read {f}: {exc}") from None
-    return write_report(results, out)
+    if not isinstance(results, dict) or results.get("format") != "analogtrain-reproduce":
+        raise DataError(f"{f} is not the results.json of an 'analogtrain reproduce' run")
+    return results
+
+
+def render(out: str | Path) -> Path:
+    """Re-render the report of a finished (or partial) run folder from its results.json."""
+    return write_report(load_results(out), Path(out))
 
 
 if __name__ == "__main__":  # pragma: no cover
