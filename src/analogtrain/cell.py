@@ -196,7 +196,8 @@ class HybridCells(_PCMPair):
         self.now_t = torch.zeros((), dtype=dtype, device=device)  # _now() as a tensor, for the tensor step
         self.polarity = torch.ones((c, n_cols), device=device, dtype=dtype)
         self.w_us = torch.zeros(shape, device=device, dtype=dtype)
-        self._base_us = torch.zeros(shape, device=device, dtype=dtype)  # W_pcm - s g_shared (held reference)
+        # W_pcm - s g_shared for a held reference (a leaking one reads W_pcm and adds -s g_shared(now))
+        self._base_us = torch.zeros(0 if self.reference_leaks else shape, device=device, dtype=dtype)
         self._sk = torch.zeros((c, 1, n_cols), device=device, dtype=dtype)  # s k per column
         self._scratch = torch.empty(shape, device=device, dtype=dtype)
         self._stale = True  # W must be recomputed from the state before the next read
@@ -235,10 +236,8 @@ class HybridCells(_PCMPair):
         self._refresh_columns()
 
     def _refresh_columns(self) -> None:
-        """Cache W_pcm - s g_shared (W_pcm alone if the reference leaks) and s k; they change only at transfer."""
-        if self.reference_leaks:  # g_shared changes with time: added per read by _reference_term
-            self._base_us.copy_(self.w_pcm_us)
-        else:
+        """Cache W_pcm - s g_shared (held reference) and s k; they change only at transfer."""
+        if not self.reference_leaks:  # a leaking g_shared changes with time: _reference_term, per read
             g_sh = self.cap.conductance_us(self.v_shared, self.threshold_shared_v)
             torch.addcmul(self.w_pcm_us, _col(self.polarity), _col(g_sh), value=-1.0, out=self._base_us)
         torch.mul(_col(self.polarity), self.cfg.capacitor.read_transconductance_us_per_v, out=self._sk)
@@ -255,8 +254,10 @@ class HybridCells(_PCMPair):
 
     def _base(self, rows: torch.Tensor | None) -> torch.Tensor:
         """The column part of the presented weight for a block of rows (all if None)."""
-        base = self._base_us if rows is None else self._base_us.index_select(1, rows)
-        return base + self._reference_term() if self.reference_leaks else base
+        if not self.reference_leaks:
+            return self._base_us if rows is None else self._base_us.index_select(1, rows)
+        w_pcm = self.w_pcm_us if rows is None else self.w_pcm_us.index_select(1, rows)
+        return w_pcm + self._reference_term()
 
     # -- the presented weight ----------------------------------------------------------
     def _presented(self, base: torch.Tensor, v: torch.Tensor, vt: torch.Tensor, out: torch.Tensor | None = None,

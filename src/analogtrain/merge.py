@@ -58,7 +58,8 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
                                 "only runs of the same seed and mode can share a report")
 
     experiments: dict[str, dict[str, Any]] = {}
-    source: dict[tuple[str, str], Path] = {}
+    first_run: dict[str, Path] = {}  # experiment -> the run its settings were taken from
+    source: dict[tuple[str, str], Path] = {}  # (experiment, variant) -> the run the variant is taken from
     skipped: list[str] = []
     for d, r in loaded:
         for name, entry in r.get("experiments", {}).items():
@@ -68,9 +69,9 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
                 merged["variants"] = {}
                 merged["wall_s"] = 0.0
                 merged["timing"] = None
-                ref_dir = d
+                first_run[name] = d
             else:
-                ref_dir = source[(name, "__entry__")]
+                ref_dir = first_run[name]
                 for key in _SAME_SETTINGS:
                     diff = _differ(entry.get(key), merged.get(key))
                     if diff is not None:
@@ -82,7 +83,6 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
                         raise DataError(f"{d} and {ref_dir} trained {name} on different data ({key}: "
                                         f"{ds_a.get(key)!r} vs {ds_b.get(key)!r}); their variants cannot share "
                                         "a report")
-            source.setdefault((name, "__entry__"), ref_dir)
             merged["wall_s"] += float(entry.get("wall_s") or 0.0)
             if merged["timing"] is None and entry.get("timing"):
                 merged["timing"] = entry["timing"]
@@ -104,8 +104,6 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     try:
         (out / "data").mkdir(parents=True, exist_ok=True)
         for (name, variant), d in source.items():
-            if variant == "__entry__":
-                continue
             res = experiments[name]["variants"][variant]
             window = res.get("pulse_window_file")
             if window and (d / "data" / window).is_file():
