@@ -385,3 +385,23 @@ def test_sparse_rows_give_the_same_result_as_dense(monkeypatch, kind):
             xb.advance_time(1e-5)
         out.append(xb.weights())
     torch.testing.assert_close(out[0], out[1], rtol=1e-5, atol=1e-6)
+
+
+def test_output_layer_adc_has_its_own_range():
+    """Hidden layers clip their pre-activations at forward_output_range, the output layer its
+    logits at output_layer_range; both round to the ADC's 8 bits over their own range."""
+    import analogtrain as at
+    from analogtrain.network import build_mlp
+
+    cfg = at.get_preset("nature2018", {"chip": {"periphery": {"forward_output_range": 10.0,
+                                                              "output_layer_range": 30.0}},
+                                       "training": {"hidden": [4]}})
+    mlp, _ = build_mlp(cfg, 3, 2)
+    hidden, out = mlp.layers
+    y = torch.tensor([[[25.0, -50.0, 3.0]]])
+    assert hidden.periphery.forward_output_(y.clone()).flatten().tolist()[:2] == pytest.approx([10.0, -10.0])
+    got = out.periphery.forward_output_(y.clone()).flatten().tolist()
+    step = 30.0 / 127
+    assert got == pytest.approx([round(25.0 / step) * step, -30.0, round(3.0 / step) * step])
+    # the configured range is what the report's clipping statistics use, per layer
+    assert cfg.chip.periphery.forward_range(True) == 30.0 and cfg.chip.periphery.forward_range(False) == 10.0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 
 import numpy as np
 import pytest
@@ -58,6 +59,11 @@ def test_quick_all_writes_report_figures_and_results(shared_data, tmp_path):
             assert len(run["final_test_accuracy"]) == 2, (exp, name)
             assert run["history"] and run["config"]["training"]["chips"] == 2
             assert run["state_histograms"]
+            layers = run["history"][-1]["layers"]  # per-epoch weight spread, every variant
+            assert len(layers) == len(entry["network"]) - 1 and all(len(s["std"]) == 2 for s in layers)
+            section = report.split(f"## {exp}")[1]
+            assert "### Weight spread per epoch" in section
+            assert re.search(rf"\| {re.escape(name)} \| {len(layers)} \| [0-9.]+ / [0-9.]+ \(epoch", section), name
         for kind, path in figure_paths(out, exp).items():
             assert path.read_bytes()[:8] == PNG_MAGIC, (exp, kind)
             assert f"({path.relative_to(out).as_posix()})" in report
@@ -185,7 +191,7 @@ def test_paper_checks_say_what_is_and_is_not_reproduced():
     assert "not reproduced" in checks.values()
     # a smoke run never claims anything
     assert {c["verdict"] for c in paper_checks(good, quick=True)} == {"not evaluated"}
-    assert set(FIGURE_KINDS) == {"accuracy", "pulse_statistics", "state_histograms", "transfer_pulses"}
+    assert set(FIGURE_KINDS) == {"accuracy", "pulse_statistics", "state_histograms", "transfer_pulses", "weight_spread"}
 
 
 def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):

@@ -75,3 +75,43 @@ def test_2pcm_is_worse_than_the_full_cell(digits):
     res = {p: _trainer(p, digits, epochs=3, learning_rate=0.2).train(progress=False)["final_test_accuracy_mean"]
            for p in ("nature2018", "2pcm")}
     assert res["2pcm"] < res["nature2018"] - 0.03, res
+
+
+def test_layer_statistics_measure_spread_range_and_clipping(digits):
+    """Known weights give known statistics; outputs beyond the ADC range are counted."""
+    tr = _trainer("software", digits, epochs=1)
+    w0, w1 = (layer.w for layer in tr.mlp.layers)
+    mw = tr.config.chip.cell.max_weight  # (1, 2, 4): layer 1 range 1, layer 2 range 2
+    w0.zero_()
+    w0[0, :4, :10] = 0.99  # 40 of 32 * 65 weights at >= 98 % of range 1
+    w1.zero_()
+    w1[0, 3, -1] = 100.0  # output 3's bias: far beyond the +-12 clipping, for every image
+    w1[0, 5, -1] = -5.0 * mw[1]
+    stats = tr.layer_statistics()
+    n0 = w0[0].numel()
+    assert stats[0]["at_range"][0] == pytest.approx(40 / n0)
+    assert stats[0]["mean"][0] == pytest.approx(40 * 0.99 / n0, rel=1e-6)
+    assert stats[0]["std"][0] == pytest.approx(float(w0[0].double().std()), rel=1e-9)
+    assert stats[0]["abs_max"][0] == pytest.approx(0.99)
+    assert stats[1]["at_range"][0] == pytest.approx(2 / w1[0].numel())
+    # hidden pre-activations: 10 inputs of the digits' [0, 1] pixels times 0.99 never reach 12
+    assert stats[0]["output_clipped"][0] == 0.0
+    assert stats[1]["output_clipped"][0] == pytest.approx(1 / 10)
+
+
+def test_layer_statistics_do_not_change_the_run(digits):
+    """Measuring reads the arrays (with read noise) but puts the random stream back: a run
+    measured three extra times ends exactly where an unmeasured one does."""
+    tr = _trainer("nature2018", digits, epochs=1)
+    before = tr.mlp.generator.get_state()
+    for _ in range(3):
+        stats = tr.layer_statistics()
+    assert torch.equal(tr.mlp.generator.get_state(), before)
+    assert len(stats) == 2 and all(0.0 <= s["output_clipped"][0] <= 1.0 for s in stats)
+    res = tr.train(progress=False)
+    assert [set(s) for s in res["history"][-1]["layers"]] == [
+        {"mean", "std", "abs_max", "at_range", "output_clipped"}] * 2
+    plain = _trainer("nature2018", digits, epochs=1)
+    plain.train(progress=False)
+    for a, b in zip(tr.mlp.layers, plain.mlp.layers):
+        assert torch.equal(a.cells.v, b.cells.v) and torch.equal(a.cells.g_plus, b.cells.g_plus)

@@ -500,7 +500,8 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
 def restore(trainer: Trainer, ck: Checkpoint) -> dict[str, Any]:
     """Put the state of checkpoint ``ck`` into ``trainer`` (built with the same config and
     data); returns the checkpoint's ``extra`` dict."""
-    diff = _first_difference(ck.config, trainer.config.to_dict())
+    # the saved config as this version reads it: a setting added since then takes its default
+    diff = _first_difference(config_of(ck).to_dict(), trainer.config.to_dict())
     if diff is not None:
         raise CheckpointError(f"checkpoint {ck.path} was written with another config (they differ at {diff})")
     data = ck.state["data"]

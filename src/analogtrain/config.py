@@ -190,11 +190,21 @@ class PeripheryConfig(ConfigBase):
     output_bits: int = param(8, ge=0, le=24, source="assumed", doc="ADC resolution of column outputs; 0 = ideal")
     forward_input_range: float = param(1.0, gt=0, source="assumed", doc="forward inputs are clipped to [0, range]")
     forward_output_range: float = param(12.0, gt=0, source="assumed",
-                                        doc="forward outputs (pre-activations, weight units) clipped to +-range")
+                                        doc="forward outputs of the hidden layers (pre-activations, weight units) "
+                                            "clipped to +-range")
+    output_layer_range: float = param(12.0, gt=0, source="assumed",
+                                      doc="forward outputs of the output layer (the logits the softmax error is "
+                                          "computed from) clipped to +-range; an error computed from clipped "
+                                          "logits does not decay as the margin grows")
     backward_output_range: float = param(4.0, gt=0, source="assumed",
                                          doc="backward outputs clipped to +-range, in units of the largest input error")
     output_noise: float = param(0.0, ge=0, source="assumed",
                                 doc="std of additive noise at each column output (weight*input units)")
+
+
+    def forward_range(self, output_layer: bool) -> float:
+        """Clipping range of a layer's forward outputs (weight units)."""
+        return self.output_layer_range if output_layer else self.forward_output_range
 
 
 @dataclass(frozen=True)

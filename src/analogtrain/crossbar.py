@@ -62,7 +62,7 @@ class AnalogCrossbar:
 
     def __init__(self, n_in: int, n_out: int, chip: ChipConfig, learning_rate: float, chips: int,
                  generator: torch.Generator, device: torch.device | str = "cpu", dtype=torch.float32,
-                 layer_index: int = 0, tracked_synapses: int = TRACKED_SYNAPSES):
+                 layer_index: int = 0, tracked_synapses: int = TRACKED_SYNAPSES, output_layer: bool = False):
         self.n_in, self.n_out, self.rows, self.chips = n_in, n_out, n_in + 1, chips
         self.cfg = chip
         self.generator = generator
@@ -74,7 +74,7 @@ class AnalogCrossbar:
         else:
             raise ValueError(f"AnalogCrossbar cannot hold cells of kind {chip.cell.kind!r}")
         self.scale_us = chip.us_per_weight(layer_index)
-        self.periphery = Periphery(chip.periphery)
+        self.periphery = Periphery(chip.periphery, output_layer)
         self.pulse_gen = PulseGenerator(chip.update, learning_rate * self.scale_us / self.cells.nominal_step_us)
         self.noisy_read = chip.pcm.read_noise_us > 0 or chip.pcm.read_noise_rel > 0
         self._ctx: StepContext | None = None

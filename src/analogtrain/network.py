@@ -186,6 +186,28 @@ class MLP:
             out.append(logits.argmax(dim=-1))
         return torch.cat(out, dim=1)
 
+    @torch.no_grad()
+    def output_clipping(self, x: torch.Tensor, limits: Sequence[float], batch: int = 1000) -> list[torch.Tensor]:
+        """Per layer, the fraction [chips] of forward outputs with |z| >= that layer's ``limits`` entry,
+        over inputs ``x`` [N, n_in].
+
+        A measurement only: the random stream (read noise) is put back where it was, so the
+        training that follows is the same with or without it.
+        """
+        saved = self.generator.get_state() if self.generator is not None else None
+        counts = [torch.zeros(self.chips, dtype=torch.float64, device=x.device) for _ in self.layers]
+        total = 0
+        for start in range(0, x.shape[0], batch):
+            h = x[start:start + batch].unsqueeze(0).expand(self.chips, -1, -1)
+            for i, layer in enumerate(self.layers):
+                z = layer.forward(h)
+                counts[i] += (z.abs() >= limits[i]).flatten(1).sum(dim=1)
+                h = self._act(z) if i < len(self.layers) - 1 else z
+            total += h.shape[1]
+        if saved is not None:
+            self.generator.set_state(saved)
+        return [c / (total * layer.n_out) for c, layer in zip(counts, self.layers)]
+
     def advance_time(self, dt_s: float) -> None:
         for layer in self.layers:
             layer.advance_time(dt_s)
@@ -204,7 +226,7 @@ def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="c
             layer: Layer = DigitalCrossbar(n_in, n_out, t.learning_rate, t.chips, device)
         else:
             layer = AnalogCrossbar(n_in, n_out, config.chip, t.learning_rate, t.chips, gen, device, layer_index=li,
-                                   tracked_synapses=t.tracked_synapses)
+                                   tracked_synapses=t.tracked_synapses, output_layer=li == len(sizes) - 2)
         stats.append(layer.program(w.to(device)))
         if li > 0 and t.activation in ("sigmoid", "tanh"):
             layer.sparse_inputs = False  # smooth activations are never exactly zero: skip the search

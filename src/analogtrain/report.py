@@ -15,7 +15,10 @@ Figures (matplotlib, Agg backend), per experiment ``E``, under ``figures/``:
 * ``E_pulse_statistics.png``: ED Fig. 2 of the paper: per tracked synapse, net vs total update
   pulses over the last complete window of two transfer intervals, for ``nature2018`` and ``2pcm``;
 * ``E_state_histograms.png``: G+, G-, V_C and weights at the end of training, per layer;
-* ``E_transfer_pulses.png``: PCM programming pulses per transfer (per chip).
+* ``E_transfer_pulses.png``: PCM programming pulses per transfer (per chip);
+* ``E_weight_spread.png``: per layer and epoch, the spread (std) of the weights, the share of
+  weights at the layer's analog range limit and the share of forward outputs the ADC clips,
+  per variant (software included), from ``Trainer.layer_statistics``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from .errors import DataError, OutputError  # noqa: E402
 
-FIGURE_KINDS = ("accuracy", "pulse_statistics", "state_histograms", "transfer_pulses")
+FIGURE_KINDS = ("accuracy", "pulse_statistics", "state_histograms", "transfer_pulses", "weight_spread")
 
 COLORS = {
     "software": "black",
@@ -413,12 +416,52 @@ def plot_transfer_pulses(entry: dict[str, Any], path: Path, quick: bool = False)
     return path
 
 
+def plot_weight_spread(entry: dict[str, Any], path: Path, quick: bool = False) -> Path:
+    """Per layer (columns): weight std per epoch (top); % of weights at the analog range limit
+    (solid) and % of forward outputs at the ADC's clipping limit (dashed) per epoch (bottom)."""
+    variants = {name: res for name, res in entry.get("variants", {}).items()
+                if all(h.get("layers") for h in res.get("history") or [{}])}
+    n_layers = max((len(res["history"][0]["layers"]) for res in variants.values()), default=0)
+    fig, axes = plt.subplots(2, max(1, n_layers), figsize=(3.8 * max(1, n_layers) + 0.6, 6.2), dpi=110,
+                             squeeze=False)
+    names = list(entry.get("variants", {}))
+    for name, res in variants.items():
+        c = _color(name, names.index(name))
+        hist = res["history"]
+        ep = [h["epoch"] for h in hist]
+        for li in range(len(hist[0]["layers"])):
+            def series(key: str) -> np.ndarray:
+                return np.array([np.mean(h["layers"][li][key]) for h in hist])
+
+            axes[0, li].plot(ep, series("std"), marker="o", ms=2.5, color=c, label=name)
+            axes[1, li].plot(ep, 100 * series("at_range"), marker="o", ms=2.5, color=c)
+            axes[1, li].plot(ep, 100 * series("output_clipped"), ls="--", color=c)
+    for li in range(n_layers):
+        axes[0, li].set_title(f"layer {li + 1}", fontsize=10)
+        axes[1, li].set_xlabel("epoch")
+        for a in axes[:, li]:
+            a.grid(alpha=0.3)
+            a.xaxis.set_major_locator(MaxNLocator(10, integer=True))
+    if n_layers:
+        axes[0, 0].set_ylabel("weight std (software units)")
+        axes[1, 0].set_ylabel("% at range limit (solid)\n% outputs clipped (dashed)")
+        axes[0, 0].legend(fontsize=7)
+    else:
+        axes[0, 0].text(0.5, 0.5, "no per-epoch layer statistics in this run\n(recorded since they were added)",
+                        ha="center", va="center", transform=axes[0, 0].transAxes)
+    fig.suptitle(f"{_title(entry, quick)}\nweight spread and range use per epoch (mean over chips)", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
 def write_figures(entry: dict[str, Any], out: Path, quick: bool = False) -> dict[str, Path]:
     paths = figure_paths(out, entry["experiment"])
     plot_accuracy(entry, paths["accuracy"], quick)
     plot_pulse_statistics(entry, out, paths["pulse_statistics"], quick)
     plot_state_histograms(entry, paths["state_histograms"], quick)
     plot_transfer_pulses(entry, paths["transfer_pulses"], quick)
+    plot_weight_spread(entry, paths["weight_spread"], quick)
     return paths
 
 
@@ -581,6 +624,32 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
                  f"{_fmt(tp, 0)} | {_fmt(per, 2)} | "
                  f"{_fmt(sum(res.get('transfer_unconverged_devices', [0])) / chips, 0)} | "
                  f"{_fmt(sum(res.get('occasional_reset_pulses', [0])) / chips, 0)} | {_fmt(upd, 0)} |")
+    L.append("")
+
+    L += ["### Weight spread per epoch", "", f"![weight spread]({rel['weight_spread']})", "",
+          "Measured after every epoch for every variant (software included): the std of each layer's weights, "
+          "the share at the layer's analog range limit (98 % of `chip.cell.max_weight`; for software: where the "
+          "chip could not hold them) and the share of test-set pre-activations at the forward ADC's clipping "
+          "limit (`chip.periphery.forward_output_range`, for the output layer `output_layer_range`; for software: "
+          "where the chip would clip).", "",
+          "| variant | layer | weight std: epoch 1 / middle / last | at range limit, last epoch | "
+          "outputs clipped, last epoch |", "|---|---|---|---|---|"]
+    spread_rows = 0
+    for name, res in variants.items():
+        hist = res.get("history") or []
+        if not hist or not all(h.get("layers") for h in hist):
+            continue
+        mid = hist[(len(hist) - 1) // 2]
+        for li in range(len(hist[-1]["layers"])):
+            def m(h: dict[str, Any], key: str) -> float:
+                return float(np.mean(h["layers"][li][key]))
+
+            L.append(f"| {name} | {li + 1} | {m(hist[0], 'std'):.3f} / {m(mid, 'std'):.3f} (epoch {mid['epoch']}) / "
+                     f"{m(hist[-1], 'std'):.3f} | {100 * m(hist[-1], 'at_range'):.2f} % | "
+                     f"{100 * m(hist[-1], 'output_clipped'):.2f} % |")
+            spread_rows += 1
+    if not spread_rows:
+        L.append("| (no per-epoch layer statistics in this run) | | | | |")
     L.append("")
 
     L += ["### Device state at the end", "", f"![state histograms]({rel['state_histograms']})", "",

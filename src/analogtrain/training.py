@@ -30,6 +30,8 @@ class EpochRecord:
     examples: int
     transfers: int
     wall_s: float
+    #: per layer, what :meth:`Trainer.layer_statistics` measured at the end of the epoch
+    layers: list[dict[str, list[float]]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -40,6 +42,7 @@ class EpochRecord:
             "examples": self.examples,
             "transfers": self.transfers,
             "wall_s": self.wall_s,
+            "layers": self.layers,
         }
 
 
@@ -111,6 +114,37 @@ class Trainer:
                 "lower training.learning_rate or check the chip config"
             ) from None
         return (pred == y.unsqueeze(0)).double().mean(dim=1).tolist()
+
+    @torch.no_grad()
+    def layer_statistics(self) -> list[dict[str, list[float]]]:
+        """Per layer, per chip: how the weights are spread and how often the outputs clip.
+
+        ``mean``, ``std``, ``abs_max``: the presented weights (software units, bias included).
+        ``at_range``: fraction of weights with |w| >= 98 % of the layer's analog range
+        (``chip.cell.max_weight``, the weight that ``F * g_program_max_us`` represents); for the
+        software network it says how many weights lie where the chip could not hold them.
+        ``output_clipped``: fraction of the test set's forward outputs (pre-activations) at or
+        beyond the layer's ``chip.periphery.forward_output_range`` (the output layer's
+        ``output_layer_range``), where the chip's ADC clips (software:
+        would clip).  Measured at the end of every epoch; the same numbers for every variant
+        make their weight spreads comparable epoch by epoch.
+        """
+        per = self.config.chip.periphery
+        last = len(self.mlp.layers) - 1
+        limits = [per.forward_range(li == last) * (1 - 1e-6) for li in range(last + 1)]
+        clipped = self.mlp.output_clipping(self.x_test, limits, batch=self.config.training.eval_batch)
+        out = []
+        for li, layer in enumerate(self.mlp.layers):
+            w = layer.weights().flatten(1).double()
+            rng = self.config.chip.cell.max_weight[min(li, len(self.config.chip.cell.max_weight) - 1)]
+            out.append({
+                "mean": w.mean(dim=1).tolist(),
+                "std": w.std(dim=1).tolist(),
+                "abs_max": w.abs().amax(dim=1).tolist(),
+                "at_range": (w.abs() >= 0.98 * rng).double().mean(dim=1).tolist(),
+                "output_clipped": clipped[li].tolist(),
+            })
+        return out
 
     # -- the loop ------------------------------------------------------------------------
     def _after_example(self) -> None:
@@ -220,6 +254,7 @@ class Trainer:
             try:
                 self._check_finite()
                 test_acc = self.evaluate()
+                layer_stats = self.layer_statistics()
             except TrainingDivergedError as exc:
                 raise self._diverged(exc, checkpoint_path) from None
             rec = EpochRecord(
@@ -229,6 +264,7 @@ class Trainer:
                 examples=st.examples_seen,
                 transfers=st.transfers,
                 wall_s=st.wall_s,
+                layers=layer_stats,
             )
             st.history.append(rec)
             st.epoch += 1
