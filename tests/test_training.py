@@ -115,3 +115,17 @@ def test_layer_statistics_do_not_change_the_run(digits):
     plain.train(progress=False)
     for a, b in zip(tr.mlp.layers, plain.mlp.layers):
         assert torch.equal(a.cells.v, b.cells.v) and torch.equal(a.cells.g_plus, b.cells.g_plus)
+
+
+def test_epoch_end_clipping_is_counted_in_the_evaluation_pass(digits):
+    """The epoch's evaluation counts the clipped outputs as it goes; for the noise-free software
+    network that equals a separate measurement, and asking for the counts changes no prediction."""
+    cfg = at.get_preset("software", {"training": {"hidden": [32], "epochs": 1},
+                                     "chip": {"periphery": {"output_layer_range": 2.0}}})  # some logits beyond it
+    tr = Trainer(cfg, digits.x_train, digits.y_train, digits.x_test, digits.y_test, digits.n_classes)
+    res = tr.train(progress=False)
+    recorded = [s["output_clipped"] for s in res["history"][-1]["layers"]]
+    assert recorded == [s["output_clipped"] for s in tr.layer_statistics()]
+    assert recorded[-1][0] > 0
+    pred, clipped = tr.mlp.predict(digits.x_test, clip_limits=[1e9, 1e9])
+    assert torch.equal(pred, tr.mlp.predict(digits.x_test)) and all(float(c.sum()) == 0 for c in clipped)

@@ -179,6 +179,10 @@ class CellConfig(ConfigBase):
         if not self.max_weight:
             raise ConfigError("chip.cell.max_weight needs at least one value")
 
+    def max_weight_of(self, layer: int) -> float:
+        """The software weight ``F * g_program_max_us`` represents in ``layer`` (the last value repeats)."""
+        return self.max_weight[min(layer, len(self.max_weight) - 1)]
+
 
 @dataclass(frozen=True)
 class PeripheryConfig(ConfigBase):
@@ -202,7 +206,6 @@ class PeripheryConfig(ConfigBase):
                                          doc="backward outputs clipped to +-range, in units of the largest input error")
     output_noise: float = param(0.0, ge=0, source="assumed",
                                 doc="std of additive noise at each column output (weight*input units)")
-
 
     def forward_range(self, output_layer: bool) -> float:
         """Clipping range of a layer's forward outputs (weight units)."""
@@ -249,9 +252,7 @@ class ChipConfig(ConfigBase):
 
     def us_per_weight(self, layer: int = 0) -> float:
         """Conductance (uS, in W units) that represents a software weight of 1 in ``layer``."""
-        mw = self.cell.max_weight
-        w = mw[min(layer, len(mw) - 1)]
-        return self.cell.gain_f * self.pcm.g_program_max_us / w
+        return self.cell.gain_f * self.pcm.g_program_max_us / self.cell.max_weight_of(layer)
 
 
 @dataclass(frozen=True)

@@ -64,12 +64,19 @@ class MLP:
     def chips(self) -> int:
         return self.layers[0].chips
 
-    def forward(self, x: torch.Tensor, remember: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Logits [chips, batch, classes] and the hidden activations."""
+    def forward(self, x: torch.Tensor, remember: bool = False, clip_limits: Sequence[float] | None = None,
+                clip_counts: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits [chips, batch, classes] and the hidden activations.
+
+        With ``clip_limits`` (one per layer), ``clip_counts[i]`` [chips] is increased by the number
+        of layer i's forward outputs with |z| >= its limit.
+        """
         h = x
         hidden: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
             z = layer.forward(h, remember=remember)
+            if clip_limits is not None:
+                clip_counts[i] += (z.abs() >= clip_limits[i]).flatten(1).sum(dim=1)
             if i < len(self.layers) - 1:
                 h = self._act(z)
                 hidden.append(h)
@@ -172,21 +179,27 @@ class MLP:
         return logits[:, 0, :].argmax(dim=-1)
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch: int = 1000, check_finite: bool = False) -> torch.Tensor:
+    def predict(self, x: torch.Tensor, batch: int = 1000, check_finite: bool = False,
+                clip_limits: Sequence[float] | None = None) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Predicted classes [chips, N] for inputs ``x`` [N, n_in].
 
-        With ``check_finite``, non-finite outputs raise :class:`FloatingPointError`.
+        With ``check_finite``, non-finite outputs raise :class:`FloatingPointError`.  With
+        ``clip_limits`` (one per layer), returns ``(classes, clipped)`` where ``clipped[i]``
+        [chips] is the fraction of layer i's forward outputs with |z| >= its limit.
         """
+        counts = [torch.zeros(self.chips, dtype=torch.float64, device=x.device) for _ in self.layers]
         out = []
         for start in range(0, x.shape[0], batch):
             xb = x[start:start + batch].unsqueeze(0).expand(self.chips, -1, -1)
-            logits, _ = self.forward(xb)
+            logits, _ = self.forward(xb, clip_limits=clip_limits, clip_counts=counts)
             if check_finite and not bool(torch.isfinite(logits).all()):
                 raise FloatingPointError("non-finite network outputs")
             out.append(logits.argmax(dim=-1))
-        return torch.cat(out, dim=1)
+        pred = torch.cat(out, dim=1)
+        if clip_limits is None:
+            return pred
+        return pred, [c / (x.shape[0] * layer.n_out) for c, layer in zip(counts, self.layers)]
 
-    @torch.no_grad()
     def output_clipping(self, x: torch.Tensor, limits: Sequence[float], batch: int = 1000) -> list[torch.Tensor]:
         """Per layer, the fraction [chips] of forward outputs with |z| >= that layer's ``limits`` entry,
         over inputs ``x`` [N, n_in].
@@ -195,18 +208,10 @@ class MLP:
         training that follows is the same with or without it.
         """
         saved = self.generator.get_state() if self.generator is not None else None
-        counts = [torch.zeros(self.chips, dtype=torch.float64, device=x.device) for _ in self.layers]
-        total = 0
-        for start in range(0, x.shape[0], batch):
-            h = x[start:start + batch].unsqueeze(0).expand(self.chips, -1, -1)
-            for i, layer in enumerate(self.layers):
-                z = layer.forward(h)
-                counts[i] += (z.abs() >= limits[i]).flatten(1).sum(dim=1)
-                h = self._act(z) if i < len(self.layers) - 1 else z
-            total += h.shape[1]
+        _, clipped = self.predict(x, batch, clip_limits=limits)
         if saved is not None:
             self.generator.set_state(saved)
-        return [c / (total * layer.n_out) for c, layer in zip(counts, self.layers)]
+        return clipped
 
     def advance_time(self, dt_s: float) -> None:
         for layer in self.layers:

@@ -2,8 +2,8 @@
 
 Forward, the row inputs (activations in [0, range]) are set by a DAC of ``input_bits``;
 the column outputs are clipped to +-``forward_output_range`` (the output layer's, the logits,
-to +-``output_layer_range``) and digitised by an ADC of ``output_bits``.  Backward, the error vector is first scaled by its largest magnitude (the
-periphery's gain control), digitised signed, and the column-to-row outputs are clipped to
+to +-``output_layer_range``) and digitised by an ADC of ``output_bits``.  Backward, the error
+vector is first scaled by its largest magnitude (the periphery's gain control), digitised signed, and the column-to-row outputs are clipped to
 +-``backward_output_range`` (in units of that largest error) before being scaled back.
 ``bits = 0`` means ideal (no quantisation).
 """
@@ -26,7 +26,7 @@ class Periphery:
 
     def __init__(self, cfg: PeripheryConfig, output_layer: bool = False):
         # the output layer's ADC has its own range: it is this array's forward range
-        self.cfg = dataclasses.replace(cfg, forward_output_range=cfg.output_layer_range) if output_layer else cfg
+        self.cfg = dataclasses.replace(cfg, forward_output_range=cfg.forward_range(output_layer))
         self._in_step = cfg.forward_input_range / (2**cfg.input_bits - 1) if cfg.input_bits else 0.0
         self._in_levels = 2 ** (cfg.input_bits - 1) - 1 if cfg.input_bits > 1 else 1
         self._out_levels = 2 ** (cfg.output_bits - 1) - 1 if cfg.output_bits > 1 else 1

@@ -416,11 +416,16 @@ def plot_transfer_pulses(entry: dict[str, Any], path: Path, quick: bool = False)
     return path
 
 
+def _has_layer_stats(res: dict[str, Any]) -> bool:
+    """True when every epoch of a variant's history has its per-layer statistics (runs since they exist)."""
+    hist = res.get("history") or []
+    return bool(hist) and all(h.get("layers") for h in hist)
+
+
 def plot_weight_spread(entry: dict[str, Any], path: Path, quick: bool = False) -> Path:
     """Per layer (columns): weight std per epoch (top); % of weights at the analog range limit
     (solid) and % of forward outputs at the ADC's clipping limit (dashed) per epoch (bottom)."""
-    variants = {name: res for name, res in entry.get("variants", {}).items()
-                if all(h.get("layers") for h in res.get("history") or [{}])}
+    variants = {name: res for name, res in entry.get("variants", {}).items() if _has_layer_stats(res)}
     n_layers = max((len(res["history"][0]["layers"]) for res in variants.values()), default=0)
     fig, axes = plt.subplots(2, max(1, n_layers), figsize=(3.8 * max(1, n_layers) + 0.6, 6.2), dpi=110,
                              squeeze=False)
@@ -636,9 +641,9 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
           "outputs clipped, last epoch |", "|---|---|---|---|---|"]
     spread_rows = 0
     for name, res in variants.items():
-        hist = res.get("history") or []
-        if not hist or not all(h.get("layers") for h in hist):
+        if not _has_layer_stats(res):
             continue
+        hist = res["history"]
         mid = hist[(len(hist) - 1) // 2]
         for li in range(len(hist[-1]["layers"])):
             def m(h: dict[str, Any], key: str) -> float:

@@ -104,19 +104,32 @@ class Trainer:
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> list[float]:
         """Test accuracy (fraction) per chip."""
+        return self._evaluate(x, y)[0]
+
+    def _evaluate(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None,
+                  clip_limits: list[float] | None = None) -> tuple[list[float], list[torch.Tensor] | None]:
+        """(test accuracy per chip, per-layer clipped fractions when ``clip_limits`` are given), one pass."""
         x = self.x_test if x is None else x
         y = self.y_test if y is None else y
         try:
-            pred = self.mlp.predict(x, batch=self.config.training.eval_batch, check_finite=True)
+            got = self.mlp.predict(x, batch=self.config.training.eval_batch, check_finite=True,
+                                   clip_limits=clip_limits)
         except FloatingPointError:
             raise TrainingDivergedError(
                 f"non-finite network outputs in evaluation after {self.state.examples_seen} examples; "
                 "lower training.learning_rate or check the chip config"
             ) from None
-        return (pred == y.unsqueeze(0)).double().mean(dim=1).tolist()
+        pred, clipped = got if clip_limits is not None else (got, None)
+        return (pred == y.unsqueeze(0)).double().mean(dim=1).tolist(), clipped
+
+    def _clip_limits(self) -> list[float]:
+        """Per layer, the forward output magnitude at which the chip's ADC clips (a hair below it)."""
+        per = self.config.chip.periphery
+        last = len(self.mlp.layers) - 1
+        return [per.forward_range(li == last) * (1 - 1e-6) for li in range(last + 1)]
 
     @torch.no_grad()
-    def layer_statistics(self) -> list[dict[str, list[float]]]:
+    def layer_statistics(self, clipped: list[torch.Tensor] | None = None) -> list[dict[str, list[float]]]:
         """Per layer, per chip: how the weights are spread and how often the outputs clip.
 
         ``mean``, ``std``, ``abs_max``: the presented weights (software units, bias included).
@@ -128,15 +141,16 @@ class Trainer:
         ``output_layer_range``), where the chip's ADC clips (software:
         would clip).  Measured at the end of every epoch; the same numbers for every variant
         make their weight spreads comparable epoch by epoch.
+
+        ``clipped``: those fractions as the epoch's evaluation pass counted them; without it they
+        are measured here, in a pass that puts the random stream back.
         """
-        per = self.config.chip.periphery
-        last = len(self.mlp.layers) - 1
-        limits = [per.forward_range(li == last) * (1 - 1e-6) for li in range(last + 1)]
-        clipped = self.mlp.output_clipping(self.x_test, limits, batch=self.config.training.eval_batch)
+        if clipped is None:
+            clipped = self.mlp.output_clipping(self.x_test, self._clip_limits(), batch=self.config.training.eval_batch)
         out = []
         for li, layer in enumerate(self.mlp.layers):
             w = layer.weights().flatten(1).double()
-            rng = self.config.chip.cell.max_weight[min(li, len(self.config.chip.cell.max_weight) - 1)]
+            rng = self.config.chip.cell.max_weight_of(li)
             out.append({
                 "mean": w.mean(dim=1).tolist(),
                 "std": w.std(dim=1).tolist(),
@@ -253,8 +267,8 @@ class Trainer:
                 return self.results()
             try:
                 self._check_finite()
-                test_acc = self.evaluate()
-                layer_stats = self.layer_statistics()
+                test_acc, clipped = self._evaluate(clip_limits=self._clip_limits())
+                layer_stats = self.layer_statistics(clipped)
             except TrainingDivergedError as exc:
                 raise self._diverged(exc, checkpoint_path) from None
             rec = EpochRecord(
