@@ -275,3 +275,50 @@ def test_runs_of_one_experiment_merge_into_one_report(tmp_path, monkeypatch, cap
     assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b")]) != 0  # merging needs --out
     assert "--out" in capsys.readouterr().err
     assert cli.main(["report", str(tmp_path / "a")]) == 0  # one run: re-rendered in place
+
+
+def test_config_overrides_reach_every_variant_and_the_report(tmp_path, monkeypatch, capsys):
+    """--set changes the chip of every variant, is recorded, and keeps runs with other overrides apart."""
+    from analogtrain import cli
+
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    argv = ["reproduce", "mnist", "--quick", "--chips", "1", "--variants", "software", "nature2018",
+            "--limit-train", "60", "--limit-test", "40", "--quiet", "--set", "chip.transfer.mode=column",
+            "--set", "chip.capacitor.pull_current_na=12.5"]
+    assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 0
+    saved = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))
+    want = {"chip": {"transfer": {"mode": "column"}, "capacitor": {"pull_current_na": 12.5}}}
+    assert saved["arguments"]["overrides"] == want
+    entry = saved["experiments"]["mnist"]
+    assert entry["settings"]["overrides"] == want
+    cfg = entry["variants"]["nature2018"]["config"]
+    assert cfg["chip"]["transfer"]["mode"] == "column" and cfg["chip"]["capacitor"]["pull_current_na"] == 12.5
+    assert cfg["chip"]["cell"]["transfer_offset_us"] == 0.0  # the preset's own setting is kept
+    text = (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
+    assert '`chip.transfer.mode = "column"`' in text and "`chip.capacitor.pull_current_na = 12.5`" in text
+    # a run without the overrides cannot share its report, and resuming with other overrides is refused
+    reproduce.run_reproduction("mnist", tmp_path / "plain", chips=1, variants=["2pcm"], quick=True,
+                               limit_train=60, limit_test=40, progress=False, measure_batching=False)
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path / "o"), str(tmp_path / "plain"), "--out", str(tmp_path / "m")]) != 0
+    assert "overrides" in capsys.readouterr().err
+    assert cli.main([*argv[:-2], "--out", str(tmp_path / "o"), "--resume"]) != 0
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("sets, words", [
+    (["training.epochs=3"], "use --epochs"),
+    (["chip.transfer.interval_examples=100"], "--transfer-interval"),
+    (["chip.capacitor.capacitance_f=1"], "capacitance_f"),
+    (["chip.transfer.mode=diagonal"], "chip.transfer.mode"),
+])
+def test_bad_config_overrides_fail_before_training(sets, words, tmp_path, one_error_line):
+    from analogtrain import cli
+
+    argv = ["reproduce", "mnist", "--quick", "--out", str(tmp_path / "o"), "--quiet"]
+    for item in sets:
+        argv += ["--set", item]
+    assert cli.main(argv) != 0
+    assert words in one_error_line()
+    assert not (tmp_path / "o" / "results.json").exists()

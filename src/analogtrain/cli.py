@@ -102,15 +102,11 @@ DIGITS_EPOCHS = 20
 
 
 def build_config(args: argparse.Namespace):
-    from .config import load_config_file, merge_overrides, parse_set_option
+    from .config import collect_overrides, merge_overrides
     from .errors import ConfigError
     from .presets import get_preset
 
-    overrides: dict[str, Any] = {}
-    if args.config:
-        overrides = merge_overrides(overrides, load_config_file(args.config))
-    for item in args.set:
-        overrides = merge_overrides(overrides, parse_set_option(item))
+    overrides = collect_overrides(args.config, args.set)
     if not isinstance(overrides.get("training", {}), dict):  # else the flags below would replace it unseen
         from ._configbase import _r
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -316,6 +317,14 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
             out[k] = merge_overrides(out[k], v)
         else:
             out[k] = v
+    return out
+
+
+def collect_overrides(config_file: str | Path | None = None, sets: Sequence[str] = ()) -> dict[str, Any]:
+    """The overrides of a ``--config FILE`` and then each ``--set KEY=VALUE``, merged in that order."""
+    out = load_config_file(config_file) if config_file else {}
+    for item in sets:
+        out = merge_overrides(out, parse_set_option(item))
     return out
 
 

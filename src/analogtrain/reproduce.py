@@ -41,7 +41,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -109,24 +109,32 @@ class Settings:
     transfer_interval: int
     reset_check_interval: int
     timing_examples: int
+    #: the user's config overrides (``--set``, ``--config``), applied to every variant last
+    user_overrides: dict[str, Any] = field(default_factory=dict)
 
     def overrides(self, chips: int, seed: int) -> dict[str, Any]:
-        return {
+        from .config import merge_overrides
+
+        base = {
             "training": {"hidden": list(self.hidden), "epochs": self.epochs, "learning_rate": self.learning_rate,
                          "chips": chips, "seed": seed},
             "chip": {"transfer": {"interval_examples": self.transfer_interval},
                      "pcm": {"reset_check_interval_examples": self.reset_check_interval}},
         }
+        return merge_overrides(base, self.user_overrides)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"hidden": list(self.hidden), "epochs": self.epochs, "learning_rate": self.learning_rate,
-                "transfer_interval_examples": self.transfer_interval,
-                "reset_check_interval_examples": self.reset_check_interval,
-                "timing_examples": self.timing_examples}
+        out = {"hidden": list(self.hidden), "epochs": self.epochs, "learning_rate": self.learning_rate,
+               "transfer_interval_examples": self.transfer_interval,
+               "reset_check_interval_examples": self.reset_check_interval,
+               "timing_examples": self.timing_examples}
+        if self.user_overrides:  # absent when empty, so runs from before the option still resume and merge
+            out["overrides"] = self.user_overrides
+        return out
 
 
 def _settings(experiment: str, data: Dataset, quick: bool, epochs: int | None,
-              transfer_interval: int | None = None) -> Settings:
+              transfer_interval: int | None = None, user_overrides: dict[str, Any] | None = None) -> Settings:
     cifar = experiment.startswith("cifar")
     hidden: tuple[int, ...] = () if cifar else MNIST_HIDDEN
     lr = CIFAR_LEARNING_RATE if cifar else (BACKRAND_LEARNING_RATE if experiment == "mnist-backrand"
@@ -146,7 +154,12 @@ def _settings(experiment: str, data: Dataset, quick: bool, epochs: int | None,
     if transfer_interval is not None:
         interval = transfer_interval
         reset_every = max(1, round(transfer_interval / 8))
-    return Settings(hidden, epochs, lr, interval, reset_every, timing)
+    if user_overrides:
+        # a learning rate or network given with --set also shapes the settings the report shows
+        tr = user_overrides.get("training", {})
+        hidden = tuple(tr.get("hidden", hidden))
+        lr = tr.get("learning_rate", lr)
+    return Settings(hidden, epochs, lr, interval, reset_every, timing, dict(user_overrides or {}))
 
 
 # ----------------------------------------------------------------------------- data
@@ -524,6 +537,40 @@ def _check_positive(name: str, value: Any, allow_none: bool = True) -> None:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
+#: settings that have their own flag (or are the experiment's), so ``--set`` may not give them
+_FLAG_KEYS = {"training.epochs": "--epochs", "training.chips": "--chips", "training.seed": "--seed",
+              "training.compile": "--compile", "chip.transfer.interval_examples": "--transfer-interval",
+              "chip.pcm.reset_check_interval_examples": "--transfer-interval (the RESET check runs 8 times as often)"}
+
+
+def _flat_keys(d: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out += _flat_keys(v, key + ".") if isinstance(v, dict) else [key]
+    return out
+
+
+def check_user_overrides(overrides: dict[str, Any] | None, variants: Sequence[str]) -> dict[str, Any]:
+    """Validate ``--set`` / ``--config`` overrides against every variant's config; returns a copy.
+
+    Raises :class:`ConfigError` (one line) for a key that has its own flag, an unknown key or a
+    bad value, before anything is trained.
+    """
+    from .presets import get_preset
+
+    if not overrides:
+        return {}
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"config overrides must be a table of sections, got {type(overrides).__name__}")
+    for key in _flat_keys(overrides):
+        if key in _FLAG_KEYS:
+            raise ConfigError(f"reproduce sets {key} itself; use {_FLAG_KEYS[key]} instead of --set/--config")
+    for variant in variants:
+        get_preset(variant, overrides)  # unknown keys and invalid values fail here, naming the key
+    return copy.deepcopy(overrides)
+
+
 def resolve_variants(variants: Sequence[str] | None) -> list[str]:
     """The variants to train (presets), checked; default :data:`DEFAULT_VARIANTS`."""
     from .presets import PRESET_NAMES
@@ -587,7 +634,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                      backbone: str = CIFAR_BACKBONE, device: str = "cpu", transfer_interval: int | None = None,
                      measure_batching: bool = True, timing_examples: int | None = None,
                      log: Callable[[str], None] | None = None, compile_mode: str = "auto",
-                     resume: bool = False, checkpoint_every: int = CHECKPOINT_EVERY) -> dict[str, Any]:
+                     resume: bool = False, checkpoint_every: int = CHECKPOINT_EVERY,
+                     overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
 
     Args:
@@ -614,6 +662,9 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         compile_mode: ``training.compile`` of every variant (auto, on, off).
         resume: continue the interrupted run in ``out_dir`` (same arguments): variants whose results
             are in its results.json are kept, the one in progress continues from its checkpoint.
+        overrides: nested config overrides (as ``--set`` / ``--config`` give them) applied to every
+            variant on top of its preset and the experiment's settings, e.g.
+            ``{"chip": {"transfer": {"mode": "column"}}}``; recorded in the results and the report.
         checkpoint_every: the variant in progress writes ``out_dir/checkpoints/EXP__VARIANT.safetensors``
             every this many examples and at each epoch end (removed when the variant is done).
 
@@ -635,6 +686,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         raise DataError(f"data folder {data_dir} does not exist; pass the folder that holds mnist/, cifar10/, ...")
+    user_overrides = check_user_overrides(overrides, variant_list)
     out = prepare_output_dir(out_dir)
     if log is None:
         log = (lambda s: print(s, flush=True)) if progress else (lambda s: None)
@@ -649,7 +701,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         "arguments": {"data_dir": None if data_dir is None else str(data_dir), "epochs": epochs,
                       "limit_train": limit_train, "limit_test": limit_test, "input_size": input_size,
                       "backbone": backbone, "cache_dir": None if cache_dir is None else str(cache_dir),
-                      "transfer_interval": transfer_interval},
+                      "transfer_interval": transfer_interval,
+                      **({"overrides": user_overrides} if user_overrides else {})},
         "environment": environment(), "experiments": {}, "wall_s": 0.0, "complete": False,
     }
     previous = _previous_run(out, results) if resume else None
@@ -661,7 +714,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
             log(f"analogtrain reproduce: {exp}{' (quick smoke run)' if quick else ''}")
             data = prepare_data(exp, data_dir, quick, limit_train, limit_test, seed, progress, cache_dir,
                                 input_size, backbone, device)
-            settings = _settings(exp, data, quick, epochs, transfer_interval)
+            settings = _settings(exp, data, quick, epochs, transfer_interval, user_overrides)
             network = [data.n_inputs, *settings.hidden, data.n_classes]
             log(f"  data: {data.meta.get('description', data.name)}; {data.n_train} train / {data.n_test} test; "
                 f"network {'-'.join(map(str, network))}; {settings.epochs} epochs; {chips} chip(s)")
@@ -733,7 +786,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         epilog=("examples:\n"
                 "  analogtrain reproduce all --quick --out runs/smoke\n"
                 "  analogtrain reproduce mnist --data-dir ../shared/data --out runs/mnist\n"
-                "  analogtrain reproduce cifar10 --chips 5 --variants software nature2018 --out runs/c10\n"),
+                "  analogtrain reproduce cifar10 --chips 5 --variants software nature2018 --out runs/c10\n"
+                "  analogtrain reproduce mnist --variants software nature2018 --set chip.transfer.mode=column "
+                "--out runs/col\n"),
     )
     p.add_argument("experiment", choices=[*EXPERIMENTS, "all"], help="which experiment (all: the four in turn)")
     p.add_argument("--out", metavar="DIR", default="runs/reproduce", help="output folder (default runs/reproduce)")
@@ -757,6 +812,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help=f"backbone input resolution for CIFAR (default {CIFAR_INPUT_SIZE}; quick {QUICK_INPUT_SIZE})")
     p.add_argument("--transfer-interval", type=int, metavar="N",
                    help=f"examples between transfers (default {TRANSFER_INTERVAL:,}, the paper's MNIST value)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config value for every variant, on top of its preset, e.g. --set "
+                        "chip.transfer.mode=column (repeatable; recorded in results.json and the report)")
+    p.add_argument("--config", metavar="FILE", help="TOML/JSON file of config overrides for every variant")
     p.add_argument("--device", default="cpu", help="torch device of the simulation (default cpu)")
     p.add_argument("--compile", choices=("auto", "on", "off"), default="auto",
                    help="fuse each training step with torch.compile (auto: for runs of 50,000 steps or more)")
@@ -787,6 +846,9 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ConfigError(f"--device {args.device!r} is not a torch device; use cpu or cuda") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: no CUDA GPU is available to this torch; use --device cpu")
+    from .config import collect_overrides
+
+    overrides = collect_overrides(getattr(args, "config", None), getattr(args, "set", None) or ())
     try:
         results = run_reproduction(
             args.experiment, args.out, chips=args.chips, quick=args.quick, data_dir=args.data_dir,
@@ -794,6 +856,7 @@ def run_cli(args: argparse.Namespace) -> int:
             limit_train=args.limit_train, limit_test=args.limit_test, seed=args.seed, cache_dir=args.cache_dir,
             input_size=args.input_size, device=args.device, transfer_interval=args.transfer_interval,
             compile_mode=args.compile, resume=args.resume, checkpoint_every=args.checkpoint_every,
+            overrides=overrides,
         )
     except KeyboardInterrupt:
         import shlex
