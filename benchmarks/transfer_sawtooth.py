@@ -74,12 +74,9 @@ def follow(trainer: Trainer, args) -> dict:
     points: list[dict] = []
 
     def measure(tr: Trainer) -> None:
-        gen = tr.mlp.generator
-        saved = gen.get_state() if gen is not None else None
-        acc = tr.evaluate()
-        terms = _capacitor_terms(tr)
-        if saved is not None:
-            gen.set_state(saved)
+        with tr.mlp.stream_kept():
+            acc = tr.evaluate()
+            terms = _capacitor_terms(tr)
         seen = tr.state.examples_seen
         points.append({"examples": seen, "since_transfer": (seen - start) % interval,
                        "test_accuracy": acc, "capacitor_term_mean": terms})

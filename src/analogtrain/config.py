@@ -320,6 +320,14 @@ def merge_overrides(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str
     return out
 
 
+def flatten_overrides(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """A nested override dict as (dotted key, value) pairs in order, e.g. ``("chip.transfer.mode", "column")``."""
+    out: list[tuple[str, Any]] = []
+    for k, v in d.items():
+        out += flatten_overrides(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return out
+
+
 def collect_overrides(config_file: str | Path | None = None, sets: Sequence[str] = ()) -> dict[str, Any]:
     """The overrides of a ``--config FILE`` and then each ``--set KEY=VALUE``, merged in that order."""
     out = load_config_file(config_file) if config_file else {}

@@ -8,9 +8,9 @@ The error is ``delta = -dLoss/dz`` so that updates read ``dW = eta x delta^T``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
+import contextlib
 import warnings
+from collections.abc import Iterator, Sequence
 
 import torch
 
@@ -207,11 +207,19 @@ class MLP:
         A measurement only: the random stream (read noise) is put back where it was, so the
         training that follows is the same with or without it.
         """
-        saved = self.generator.get_state() if self.generator is not None else None
-        _, clipped = self.predict(x, batch, clip_limits=limits)
-        if saved is not None:
-            self.generator.set_state(saved)
+        with self.stream_kept():
+            _, clipped = self.predict(x, batch, clip_limits=limits)
         return clipped
+
+    @contextlib.contextmanager
+    def stream_kept(self) -> Iterator[None]:
+        """Measure inside this block without moving the random stream (read noise draws are put back)."""
+        saved = self.generator.get_state() if self.generator is not None else None
+        try:
+            yield
+        finally:
+            if saved is not None:
+                self.generator.set_state(saved)
 
     def advance_time(self, dt_s: float) -> None:
         for layer in self.layers:

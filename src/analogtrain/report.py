@@ -484,14 +484,6 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _flat_items(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    """A nested dict as (dotted key, value) pairs, in order."""
-    out: list[tuple[str, Any]] = []
-    for k, v in d.items():
-        out += _flat_items(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
-    return out
-
-
 def _fmt(x: Any, nd: int = 2) -> str:
     if x is None:
         return "n/a"
@@ -564,8 +556,10 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
              f"{_fmt(st.get('transfer_interval_examples'))} examples; 2-PCM RESET check every "
              f"{_fmt(st.get('reset_check_interval_examples'))}")
     if st.get("overrides"):
+        from .config import flatten_overrides
+
         L.append("* config overrides applied to every variant on top of its preset: "
-                 + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in _flat_items(st["overrides"])))
+                 + ", ".join(f"`{k} = {json.dumps(v)}`" for k, v in flatten_overrides(st["overrides"])))
     counts = {name: int(res.get("chips", 0)) for name, res in variants.items()}
     if len(set(counts.values())) <= 1:
         chips_text = f"{_n(next(iter(counts.values()), 0), 'chip')} per variant"

@@ -543,27 +543,20 @@ _FLAG_KEYS = {"training.epochs": "--epochs", "training.chips": "--chips", "train
               "chip.pcm.reset_check_interval_examples": "--transfer-interval (the RESET check runs 8 times as often)"}
 
 
-def _flat_keys(d: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        out += _flat_keys(v, key + ".") if isinstance(v, dict) else [key]
-    return out
-
-
 def check_user_overrides(overrides: dict[str, Any] | None, variants: Sequence[str]) -> dict[str, Any]:
     """Validate ``--set`` / ``--config`` overrides against every variant's config; returns a copy.
 
     Raises :class:`ConfigError` (one line) for a key that has its own flag, an unknown key or a
     bad value, before anything is trained.
     """
+    from .config import flatten_overrides
     from .presets import get_preset
 
     if not overrides:
         return {}
     if not isinstance(overrides, dict):
         raise ConfigError(f"config overrides must be a table of sections, got {type(overrides).__name__}")
-    for key in _flat_keys(overrides):
+    for key, _ in flatten_overrides(overrides):
         if key in _FLAG_KEYS:
             raise ConfigError(f"reproduce sets {key} itself; use {_FLAG_KEYS[key]} instead of --set/--config")
     for variant in variants:
@@ -848,7 +841,7 @@ def run_cli(args: argparse.Namespace) -> int:
         raise ConfigError(f"--device {args.device}: no CUDA GPU is available to this torch; use --device cpu")
     from .config import collect_overrides
 
-    overrides = collect_overrides(getattr(args, "config", None), getattr(args, "set", None) or ())
+    overrides = collect_overrides(args.config, args.set)
     try:
         results = run_reproduction(
             args.experiment, args.out, chips=args.chips, quick=args.quick, data_dir=args.data_dir,
