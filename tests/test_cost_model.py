@@ -159,6 +159,25 @@ def test_cell_area_from_transistor_footprint():
 
 
 # -- run statistics -------------------------------------------------------------------------
+def test_averaged_transfer_reads_cost_conversions_and_read_phases():
+    k = 4
+    avg = P.with_value("transfer.reads_averaged", k)
+    base, more = figure_of_merit(P).energy_breakdown_j, figure_of_merit(avg).energy_breakdown_j
+    assert more["transfer_verify_reads"] == pytest.approx(k * base["transfer_verify_reads"], rel=1e-12)
+    assert more["transfer_pcm_pulses"] == pytest.approx(base["transfer_pcm_pulses"], rel=1e-12)
+    n, rows = P.transfer.tuning_pulses_per_cell, 256
+    t_read = phase_times_s(P)["read"]
+    extra = rows * ((n - P.transfer.resets_per_cell) * P.timing.row_tuning_slowdown + 1) * (k - 1) * t_read
+    assert transfer_event_time_s(rows, n, avg) - transfer_event_time_s(rows, n, P) == pytest.approx(extra, rel=1e-9)
+    cells = [132_250, 31_375, 1_260]
+    stats = {"examples": 16_000, "transfers": 2, "transfer_interval_examples": 8_000, "cells": cells,
+             "transfer_tuning_pulses": [c * 2 * 12 for c in cells]}
+    run1, runk = estimate(MNIST, P, run_stats=stats).run, estimate(MNIST, avg, run_stats=stats).run
+    assert runk.energy_breakdown_j["transfer_verify_reads"] == pytest.approx(
+        k * run1.energy_breakdown_j["transfer_verify_reads"], rel=1e-12)
+    assert runk.time_breakdown_s["transfer"] > run1.time_breakdown_s["transfer"]
+
+
 def test_run_cost_uses_the_pulses_actually_simulated():
     cells = [132_250, 31_375, 1_260]
     stats = {"examples": 16_000, "transfers": 2, "transfer_interval_examples": 8_000, "cells": cells,

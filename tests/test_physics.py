@@ -203,6 +203,54 @@ def test_closed_loop_tuning_reaches_tolerance_and_counts_pulses():
     assert not bool(hard.converged.all())
 
 
+def test_averaged_read_noise_falls_as_one_over_sqrt_reads():
+    dev = PCMDevice(PCMConfig(read_noise_us=0.2, read_noise_rel=0.02))
+    g = torch.full((200_000,), 10.0)
+    sigma_one = 0.2 + 0.02 * 10.0
+    for n in (1, 4, 16):
+        err = dev.read(g, gen(3), reads=n) - g
+        assert float(err.mean()) == pytest.approx(0.0, abs=4 * sigma_one / math.sqrt(n) / math.sqrt(g.numel()))
+        assert float(err.std()) == pytest.approx(sigma_one / math.sqrt(n), rel=0.01)
+    with pytest.raises(ValueError, match="reads must be >= 1"):
+        dev.read(g, gen(), reads=0)
+
+
+def test_averaged_verify_reads_make_tuning_land_closer_to_the_target():
+    # read noise (0.3 uS) larger than the tolerance (0.1 uS): single-read verifies accept
+    # misses; averaging 16 reads (0.075 uS) lets the tolerance decide
+    dev = PCMDevice(PCMConfig(read_noise_us=0.3, read_noise_rel=0.0, program_sigma_us=0.3, program_sigma_rel=0.0))
+    target = torch.linspace(2.0, 18.0, 20_000)
+    err = {}
+    for n in (1, 16):
+        res = dev.tune(target, tolerance_us=0.1, max_iterations=400, generator=gen(4), verify_reads=n)
+        assert float(res.converged.float().mean()) > 0.99
+        err[n] = float((res.conductance_us - target).std())
+    assert err[1] > 0.2  # accepted by a noisy verify: spread near the programming step's own
+    # within the tolerance band (uniform: 0.1/sqrt(3) = 0.058) plus what the averaged read lets through
+    assert err[16] < 0.09
+    assert err[16] < 0.5 * err[1]
+
+
+def test_transfer_reads_averaged_reach_the_cell_and_cut_the_read_error():
+    # noiseless programming, tiny tolerance: what is left after a transfer is the read of W
+    base = {"program_sigma_us": 0.0, "program_sigma_rel": 0.0, "read_noise_us": 0.2, "read_noise_rel": 0.0}
+    spread = {}
+    for n in (1, 9):
+        cfg = chip(pcm=base, transfer={"tolerance_us": 0.5, "max_iterations": 5, "reads_averaged": n},
+                   cell={"transfer_offset_us": 0.0})
+        cells = HybridCells(cfg, (1, 200, 100), gen(7), "cpu")
+        u = torch.rand((1, 200, 100), generator=gen(8)) * 2 - 1
+        w = u.sign() * (3 + 12 * u.abs())  # |G| >= 1 uS: no target inside the tolerance of the RESET state
+        cells.program_weights(w)
+        before = cells.weight_us().clone()
+        cells.transfer()
+        spread[n] = float((cells.weight_us() - before).std())
+    # the read of W: F * sqrt(2) * 0.2 uS / sqrt(n) (programming itself is exact)
+    f = ChipConfig().cell.gain_f
+    assert spread[1] == pytest.approx(f * math.sqrt(2) * 0.2, rel=0.1)
+    assert spread[9] == pytest.approx(f * math.sqrt(2) * 0.2 / 3, rel=0.1)
+
+
 def test_drift_follows_the_power_law():
     dev = PCMDevice(PCMConfig(drift_nu=0.05, drift_t0_s=1.0))
     assert float(dev.drift_factor(9.0, 0.05)) == pytest.approx(10 ** -0.05)

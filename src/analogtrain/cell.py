@@ -102,19 +102,23 @@ class _PCMPair:
         torch.add(sp * sp, sm * sm, out=self.read_var_us2).mul_(f * f)
 
     def read_pcm_weight_us(self, cols: torch.Tensor | None = None) -> torch.Tensor:
-        """A noisy read of F (G+ - G-), for the given columns (all if None)."""
+        """A noisy read of F (G+ - G-), for the given columns (all if None), as the transfer reads it
+        (each device's read the mean of ``chip.transfer.reads_averaged`` reads)."""
         gp, gm = self.effective_conductances()
         if cols is not None:
             gp, gm = gp[:, :, cols], gm[:, :, cols]
-        return self.cfg.cell.gain_f * (self.pcm.read(gp, self.generator) - self.pcm.read(gm, self.generator))
+        n = self.cfg.transfer.reads_averaged
+        return self.cfg.cell.gain_f * (self.pcm.read(gp, self.generator, n) - self.pcm.read(gm, self.generator, n))
 
     def _tune_pair(self, target_w_us: torch.Tensor):
         """RESET both devices and tune the one on the target's side so F(G+ - G-) ~ target."""
         p = self.cfg.pcm
         t = self.cfg.transfer
         target_g = target_w_us / self.cfg.cell.gain_f
-        plus = self.pcm.tune(p.g_reset_us + target_g.clamp(min=0), t.tolerance_us, t.max_iterations, self.generator)
-        minus = self.pcm.tune(p.g_reset_us + (-target_g).clamp(min=0), t.tolerance_us, t.max_iterations, self.generator)
+        plus = self.pcm.tune(p.g_reset_us + target_g.clamp(min=0), t.tolerance_us, t.max_iterations, self.generator,
+                             t.reads_averaged)
+        minus = self.pcm.tune(p.g_reset_us + (-target_g).clamp(min=0), t.tolerance_us, t.max_iterations,
+                              self.generator, t.reads_averaged)
         pulses = (plus.pulses + minus.pulses).to(torch.int64)
         unconverged = (~plus.converged).to(torch.int64) + (~minus.converged).to(torch.int64)
         return plus.conductance_us, minus.conductance_us, pulses, unconverged

@@ -455,6 +455,7 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any]] | None:
         "transfer_interval_examples": cfg.chip.transfer.interval_examples,
     }
     params = load_cost_params("nature2018")
+    params = params.replace(transfer=params.transfer.replace(reads_averaged=cfg.chip.transfer.reads_averaged))
     text = format_run_cost(run["network"], stats, params)
     report = estimate(run["network"], params, stats)
     return text, report.to_dict()

@@ -238,6 +238,12 @@ class TransferConfig(ConfigBase):
     tolerance_us: float = param(0.3, unit="uS", gt=0, source="assumed",
                                 doc="closed-loop tuning stops when the verify read is within this of the target")
     max_iterations: int = param(20, ge=1, source="assumed", doc="most program-verify iterations per device")
+    reads_averaged: int = param(1, ge=1, le=1024, source="assumed",
+                                doc="reads averaged into each conductance read of the transfer (the read of W "
+                                    "before the RESET, every verify of the closed-loop tuning, and the 2-PCM cell's "
+                                    "RESET-and-reprogram); independent "
+                                    "read noise falls as 1/sqrt(reads_averaged), and each read costs a read phase "
+                                    "(time) and a conversion (energy) in the cost model")
 
 
 @dataclass(frozen=True)

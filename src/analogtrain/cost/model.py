@@ -177,13 +177,13 @@ def phase_times_s(params: CostParams) -> dict[str, float]:
 def transfer_event_time_s(rows: int, pulses_per_cell: float, params: CostParams) -> float:
     """Time to transfer one array, row by row (all columns of a row tuned in parallel).
 
-    t = rows * [n_reset * t_RESET + (n_pulses - n_reset) * slowdown * (t_SET + t_read) + t_read]
-    (the last t_read is the initial read of the weight).
+    t = rows * [n_reset * t_RESET + (n_pulses - n_reset) * slowdown * (t_SET + k t_read) + k t_read]
+    with k = ``reads_averaged`` reads per verify (the last term is the initial read of the weight).
     """
     t = params.timing
     n_reset = min(params.transfer.resets_per_cell, pulses_per_cell)
     n_tune = max(pulses_per_cell - n_reset, 0.0)
-    t_read = phase_times_s(params)["read"]
+    t_read = phase_times_s(params)["read"] * params.transfer.reads_averaged
     per_row = n_reset * t.pcm_reset_pulse_ns * 1e-9 + n_tune * t.row_tuning_slowdown * (t.pcm_set_pulse_ns * 1e-9 + t_read) + t_read
     return rows * per_row
 
@@ -206,8 +206,8 @@ def _line_pulse_energy_j(cells_on_line: int, params: CostParams) -> float:
 
 
 def _verify_reads_per_cell(pulses_per_cell: float, params: CostParams) -> float:
-    """One initial read plus one verify read after each non-RESET tuning pulse."""
-    return max(pulses_per_cell - params.transfer.resets_per_cell, 0.0) + 1.0
+    """One initial read plus one verify after each non-RESET tuning pulse, each of ``reads_averaged`` reads."""
+    return (max(pulses_per_cell - params.transfer.resets_per_cell, 0.0) + 1.0) * params.transfer.reads_averaged
 
 
 def _tile_energy_j(
@@ -662,7 +662,7 @@ def _run_cost(
     conv = params.energy.neuron_conversion_energy_pj * 1e-12
     cap_e = sum(p * s for p, s in zip(update_pulses, scale)) * capacitor_pulse_energy_j(params)
     pcm_e = sum(p * s for p, s in zip(tuning, scale)) * params.energy.pcm_pulse_energy_pj * 1e-12
-    verify_reads = sum(
+    verify_reads = params.transfer.reads_averaged * sum(
         (max(p - params.transfer.resets_per_cell * c * transfers, 0.0) + c * transfers) * s
         for p, c, s in zip(tuning, cells, scale)
     )

@@ -299,6 +299,13 @@ class TransferParams(ConfigBase):
         2.0, ge=0, doc="RESET pulses per cell per transfer (both PCMs of the pair).",
         source="paper: both PCMs are RESET before the target one is programmed",
     )
+    reads_averaged: int = param(
+        1, ge=1, le=1024,
+        doc="Reads averaged into each conductance read of the transfer (the initial read and every "
+        "verify); each costs one read phase and one conversion. The simulator's "
+        "chip.transfer.reads_averaged; train passes its run's value.",
+        source="assumed: one read per verify",
+    )
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ multiplies the programmed conductance by ``((t - t_prog + t0) / t0)^-nu``.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -44,12 +46,22 @@ class PCMDevice:
         """Std of one read of conductance ``g`` (uS)."""
         return self.cfg.read_noise_us + self.cfg.read_noise_rel * g
 
-    def read(self, g: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """One noisy read of each device."""
+    def read(self, g: torch.Tensor, generator: torch.Generator | None, reads: int = 1) -> torch.Tensor:
+        """A noisy read of each device: the mean of ``reads`` independent reads.
+
+        Each read adds independent Gaussian noise of std ``read_sigma_us(g)``, so the mean of n
+        reads is exactly ``g + N(0, read_sigma_us(g) / sqrt(n))``; it is drawn as that one
+        normal (the same distribution as n draws averaged, at the cost of one).
+        """
+        if reads < 1:
+            raise ValueError(f"reads must be >= 1, got {reads}")
         if self.cfg.read_noise_us == 0 and self.cfg.read_noise_rel == 0:
             return g.clone()
         noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
-        return g + noise * self.read_sigma_us(g)
+        sigma = self.read_sigma_us(g)
+        if reads > 1:
+            sigma = sigma / math.sqrt(reads)
+        return g + noise * sigma
 
     # -- programming -------------------------------------------------------------------
     def program_sigma_us(self, target: torch.Tensor) -> torch.Tensor:
@@ -66,12 +78,14 @@ class PCMDevice:
         tolerance_us: float,
         max_iterations: int,
         generator: torch.Generator | None,
+        verify_reads: int = 1,
     ) -> TuningResult:
         """RESET each device, then program-verify until within tolerance or out of iterations.
 
         Each iteration applies one programming step to every device not yet converged; the
         step lands at ``target + N(0, program_sigma(target))`` (clipped to the physical range).
-        The verify read (with read noise) decides convergence.  A device whose verify read
+        The verify read (with read noise, averaged over ``verify_reads`` reads) decides
+        convergence.  A device whose verify read
         shows an overshoot beyond the tolerance is RESET (one more pulse) before its next
         step, since a PCM device cannot be made less conductant gradually.
         """
@@ -88,7 +102,7 @@ class PCMDevice:
             attempt = (target + noise * self.program_sigma_us(target)).clamp(cfg.g_reset_us, cfg.g_max_us)
             g = torch.where(active, attempt, g)
             pulses += active.to(torch.int32)
-            verify = self.read(g, generator)
+            verify = self.read(g, generator, verify_reads)
             miss = (verify - target).abs() > tolerance_us
             overshoot = active & miss & (verify > target)
             # an overshoot costs a RESET before the next try
