@@ -203,6 +203,18 @@ def test_closed_loop_tuning_reaches_tolerance_and_counts_pulses():
     assert not bool(hard.converged.all())
 
 
+def test_tuning_out_of_iterations_keeps_the_last_step_instead_of_a_reset():
+    dev = PCMDevice(PCMConfig())
+    target = torch.linspace(2.0, 18.0, 1000)
+    res = dev.tune(target, tolerance_us=1e-4, max_iterations=1, generator=gen(5))
+    assert not bool(res.converged.any())
+    assert bool((res.pulses == 2).all())  # the RESET and the one step: no RESET after the last verify
+    assert float(res.conductance_us.min()) > PCMConfig().g_reset_us
+    # with more iterations the misses land near the target, not at the RESET state
+    res = dev.tune(target, tolerance_us=0.01, max_iterations=5, generator=gen(6))
+    assert float((res.conductance_us - target).abs().median()) < 2.0
+
+
 def test_averaged_read_noise_falls_as_one_over_sqrt_reads():
     dev = PCMDevice(PCMConfig(read_noise_us=0.2, read_noise_rel=0.02))
     g = torch.full((200_000,), 10.0)

@@ -87,7 +87,9 @@ class PCMDevice:
         The verify read (with read noise, averaged over ``verify_reads`` reads) decides
         convergence.  A device whose verify read
         shows an overshoot beyond the tolerance is RESET (one more pulse) before its next
-        step, since a PCM device cannot be made less conductant gradually.
+        step, since a PCM device cannot be made less conductant gradually.  A device still
+        outside the tolerance after ``max_iterations`` steps keeps its last step's conductance
+        (an overshoot is not RESET when no step follows).
         """
         cfg = self.cfg
         target = self.clip_target(target_us)
@@ -95,7 +97,7 @@ class PCMDevice:
         pulses = torch.ones(target.shape, dtype=torch.int32, device=target.device)  # initial RESET
         # devices whose target is the RESET state are done after the RESET
         active = (target - cfg.g_reset_us).abs() > tolerance_us
-        for _ in range(max_iterations):
+        for it in range(max_iterations):
             if not bool(active.any()):
                 break
             noise = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
@@ -104,11 +106,13 @@ class PCMDevice:
             pulses += active.to(torch.int32)
             verify = self.read(g, generator, verify_reads)
             miss = (verify - target).abs() > tolerance_us
-            overshoot = active & miss & (verify > target)
+            active = active & miss
+            if it + 1 == max_iterations:
+                break  # out of iterations: an overshoot stays as it is (no next try to RESET for)
             # an overshoot costs a RESET before the next try
+            overshoot = active & (verify > target)
             g = torch.where(overshoot, torch.full_like(g, cfg.g_reset_us), g)
             pulses += overshoot.to(torch.int32)
-            active = active & miss
         return TuningResult(conductance_us=g, pulses=pulses, converged=~active)
 
     # -- gradual SET (2-PCM cell) -----------------------------------------------------
