@@ -33,6 +33,22 @@ def test_train_writes_json_and_png(tmp_path, capsys):
     assert "final test accuracy" in capsys.readouterr().out
 
 
+def test_train_costs_the_transfer_reads_it_simulated(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--hidden", "16", "--limit-train", "300", "--limit-test", "100",
+                 "--out", str(out), "--quiet", "--set", "chip.transfer.interval_examples=100",
+                 "--set", "chip.transfer.reads_averaged=4"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    cost, run = res["chip_cost"], res["runs"]["nature2018"]
+    assert cost["params"]["transfer"]["reads_averaged"] == 4
+    conv = cost["params"]["energy"]["neuron_conversion_energy_pj"] * 1e-12
+    resets = cost["params"]["transfer"]["resets_per_cell"]
+    transfers = cost["run"]["transfers"]
+    reads = sum(p - resets * c * transfers + c * transfers
+                for p, c in zip(cost["run"]["transfer_tuning_pulses"], run["cells_per_layer"]))
+    assert cost["run"]["energy_breakdown_j"]["transfer_verify_reads"] == pytest.approx(4 * reads * conv, rel=1e-9)
+
+
 @pytest.mark.parametrize("argv, needle", [
     (["train", "--preset", "natur2018"], "did you mean 'nature2018'"),
     (["train", "--set", "chip.cell.gain_f=-1"], "chip.cell.gain_f must be > 0"),
