@@ -16,7 +16,7 @@ import torch
 
 from analogtrain import reproduce
 from analogtrain.errors import ConfigError, DataError, UserError
-from analogtrain.report import FIGURE_KINDS, figure_paths, paper_checks
+from analogtrain.report import FIGURE_KINDS, figure_paths, paper_checks, pulse_figure_rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -322,3 +322,15 @@ def test_bad_config_overrides_fail_before_training(sets, words, tmp_path, one_er
     assert cli.main(argv) != 0
     assert words in one_error_line()
     assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_pulse_figure_falls_back_to_another_full_cell_variant():
+    def v(kind, window=True):
+        return {"config": {"chip": {"cell": {"kind": kind}}}, "pulse_window_file": "w.npz" if window else None}
+    both = {"software": v("digital", False), "nature2018": v("2pcm+3t1c"), "2pcm": v("2pcm"),
+            "nature2018-leaking-reference": v("2pcm+3t1c")}
+    assert pulse_figure_rows(both) == ["nature2018", "2pcm"]
+    # a run of the leaking reference alone still gets its ED Fig. 2
+    alone = {"nature2018-leaking-reference": v("2pcm+3t1c"), "nature2018-offset": v("2pcm+3t1c", False)}
+    assert pulse_figure_rows(alone) == ["nature2018-leaking-reference"]
+    assert pulse_figure_rows({"software": v("digital", False)}) == []

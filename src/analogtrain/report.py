@@ -268,9 +268,19 @@ def load_pulse_window(out: Path, res: dict[str, Any]) -> list[dict[str, np.ndarr
         return [{"net": z[f"layer{i}_net"], "total": z[f"layer{i}_total"]} for i in layers]
 
 
+def pulse_figure_rows(variants: dict[str, Any]) -> list[str]:
+    """The variants ED Fig. 2 is drawn for: the full 2PCM+3T1C cell (nature2018, else the first
+    other variant with that cell and a saved window, e.g. the leaking reference) and the 2-PCM cell."""
+    full = "nature2018" if "nature2018" in variants else next(
+        (n for n, v in variants.items()
+         if v.get("config", {}).get("chip", {}).get("cell", {}).get("kind") == "2pcm+3t1c"
+         and v.get("pulse_window_file")), None)
+    return [n for n in (full, "2pcm") if n is not None and n in variants]
+
+
 def plot_pulse_statistics(entry: dict[str, Any], out: Path, path: Path, quick: bool = False) -> Path:
     variants = entry.get("variants", {})
-    rows = [n for n in ("nature2018", "2pcm") if n in variants]
+    rows = pulse_figure_rows(variants)
     windows = {n: load_pulse_window(out, variants[n]) for n in rows}
     n_layers = max(1, len(entry.get("network", [0, 0])) - 1)
     nr = max(1, len(rows))
@@ -285,7 +295,7 @@ def plot_pulse_statistics(entry: dict[str, Any], out: Path, path: Path, quick: b
             ax = axes[r][li]
             if not w or li >= len(w):
                 ax.text(0.5, 0.5, "no complete window\n(two transfer intervals)" if name else
-                        "nature2018 / 2pcm not in this run", ha="center", va="center", transform=ax.transAxes)
+                        "no 2PCM+3T1C or 2-PCM variant in this run", ha="center", va="center", transform=ax.transAxes)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_title(f"{name or ''} layer {li + 1}", fontsize=9)
