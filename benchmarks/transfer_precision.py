@@ -74,8 +74,7 @@ def measure(cfg, layers=LAYERS, weight_std=WEIGHT_STD, chips: int = 2, seed: int
         })
     # the transfer's share of the chip's energy and time per training example (cost model)
     interval = chip.transfer.interval_examples
-    params = COST_PRESETS["nature2018"]
-    params = params.replace(transfer=params.transfer.replace(reads_averaged=chip.transfer.reads_averaged))
+    params = COST_PRESETS["nature2018"].for_chip(chip)
     cells_per_layer = [r * c for r, c in layers]
     run_stats = {"examples": interval, "transfers": 1, "transfer_interval_examples": interval,
                  "cells": cells_per_layer,

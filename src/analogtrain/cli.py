@@ -454,8 +454,7 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any]] | None:
         "cells": run["cells_per_layer"],
         "transfer_interval_examples": cfg.chip.transfer.interval_examples,
     }
-    params = load_cost_params("nature2018")
-    params = params.replace(transfer=params.transfer.replace(reads_averaged=cfg.chip.transfer.reads_averaged))
+    params = load_cost_params("nature2018").for_chip(cfg.chip)
     text = format_run_cost(run["network"], stats, params)
     report = estimate(run["network"], params, stats)
     return text, report.to_dict()

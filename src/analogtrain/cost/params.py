@@ -377,6 +377,11 @@ class CostParams(ConfigBase):
             raise ConfigError(f"unknown cost parameter {dotted!r}; use section.name, e.g. 'timing.pipelined'")
         return self.replace(**{sect: sub.replace(**{name: value})})
 
+    def for_chip(self, chip: Any) -> CostParams:
+        """Copy that takes what a simulated chip config (``ChipConfig``) sets for the cost model:
+        the reads averaged per transfer read (``chip.transfer.reads_averaged``)."""
+        return self.with_value("transfer.reads_averaged", chip.transfer.reads_averaged)
+
 
 #: Named parameter sets.  ``nature2018`` is the set that reproduces the paper's two figures.
 COST_PRESETS: dict[str, CostParams] = {"nature2018": CostParams()}
