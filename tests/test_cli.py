@@ -41,6 +41,10 @@ def test_train_costs_the_transfer_reads_it_simulated(tmp_path):
     res = json.loads((out / "results.json").read_text())
     cost, run = res["chip_cost"], res["runs"]["nature2018"]
     assert cost["params"]["transfer"]["reads_averaged"] == 4
+    # the run is costed with the update pulse train it simulated, and its leakage clock is recorded beside it
+    assert cost["params"]["timing"]["update_pulse_slots"] == run["config"]["chip"]["update"]["pulse_train_length"]
+    assert cost["params"]["timing"]["update_pulse_duration_ns"] == run["config"]["chip"]["capacitor"]["pulse_width_ns"]
+    assert cost["leak_clock_s"] == run["config"]["training"]["time_per_example_s"]
     conv = cost["params"]["energy"]["neuron_conversion_energy_pj"] * 1e-12
     resets = cost["params"]["transfer"]["resets_per_cell"]
     transfers = cost["run"]["transfers"]

@@ -85,3 +85,24 @@ def test_top_level_cli_if_present(capsys):
         code = exc.code
     assert code in (0, None)
     assert "GOP/s/W" in capsys.readouterr().out
+
+
+def test_cost_of_a_simulated_chip_preset_times_its_update_train(tmp_path, capsys):
+    from analogtrain.config import ChipConfig
+
+    js = tmp_path / "chip.json"
+    assert run(_parse(["--chip", "nature2018", "--json", str(js)])) == 0
+    data = json.loads(js.read_text(encoding="utf-8"))
+    chip = ChipConfig()
+    slots, width = chip.update.pulse_train_length, chip.capacitor.pulse_width_ns
+    assert data["params"]["timing"]["update_pulse_slots"] == slots == 31
+    assert data["params"]["timing"]["update_pulse_duration_ns"] == width == 10.0
+    timing = data["params"]["timing"]
+    gap, overhead = timing["update_pulse_gap_ns"], timing["update_overhead_ns"]
+    assert data["params"]["cell"]["capacitor_step_mv"] == pytest.approx(chip.capacitor.step_at_reset_v * 1e3)
+    assert data["figure_of_merit"]["time_breakdown_s"]["update"] == pytest.approx((slots * (width + gap) + overhead) * 1e-9)
+    assert "simulated chip" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="2PCM\\+3T1C"):
+        run(_parse(["--chip", "2pcm"]))
+    with pytest.raises(ConfigError, match="nature2018"):
+        run(_parse(["--chip", "natur2018"]))

@@ -457,7 +457,15 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any]] | None:
     params = load_cost_params("nature2018").for_chip(cfg.chip)
     text = format_run_cost(run["network"], stats, params)
     report = estimate(run["network"], params, stats)
-    return text, report.to_dict()
+    clock = cfg.training.time_per_example_s
+    text += (
+        f"\n  leakage clock: the simulation let {clock * 1e9:.0f} ns pass per example "
+        f"(training.time_per_example_s); the cost model times this chip at "
+        f"{report.time_per_example_s * 1e9:.0f} ns per example"
+    )
+    out = report.to_dict()
+    out["leak_clock_s"] = clock
+    return text, out
 
 
 def cmd_presets(args: argparse.Namespace) -> int:  # noqa: ARG001

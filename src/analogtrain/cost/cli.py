@@ -45,6 +45,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--params", default="nature2018", metavar="FILE_OR_PRESET",
         help=f"preset name ({', '.join(COST_PRESETS)}) or a JSON/TOML file of overrides (default nature2018)",
     )
+    p.add_argument(
+        "--chip", metavar="PRESET",
+        help="cost the update pulse train (slots, pulse width, step) and transfer reads of this "
+        "simulated chip preset (e.g. nature2018) instead of the cost model's own; the other "
+        "circuit parameters stay as --params sets them (docs/cost_model.md, \"A run's cost\")",
+    )
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the full report as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE", help="write a PNG of the chip vs GPUs (log scale)")
     p.add_argument(
@@ -59,6 +65,18 @@ def run(args: argparse.Namespace) -> int:
     """Run ``analogtrain cost``; user mistakes raise :class:`~analogtrain.errors.ConfigError`."""
     sizes = parse_layer_sizes(getattr(args, "network", DEFAULT_NETWORK))
     params = load_cost_params(getattr(args, "params", None) or "nature2018")
+    chip_preset = getattr(args, "chip", None)
+    if chip_preset:
+        from ..errors import ConfigError
+        from ..presets import get_preset
+
+        chip = get_preset(chip_preset).chip
+        if chip.cell.kind != "2pcm+3t1c":
+            raise ConfigError(
+                f"--chip {chip_preset}: the cost model describes the 2PCM+3T1C cell, and this preset's "
+                f"cell is {chip.cell.kind!r}; give a 2PCM+3T1C preset such as nature2018"
+            )
+        params = params.for_chip(chip)
     report = estimate(sizes, params)
     text = format_report(report)
     rows = None

@@ -378,9 +378,25 @@ class CostParams(ConfigBase):
         return self.replace(**{sect: sub.replace(**{name: value})})
 
     def for_chip(self, chip: Any) -> CostParams:
-        """Copy that takes what a simulated chip config (``ChipConfig``) sets for the cost model:
-        the reads averaged per transfer read (``chip.transfer.reads_averaged``)."""
-        return self.with_value("transfer.reads_averaged", chip.transfer.reads_averaged)
+        """Copy that costs the chip a simulation ran (a ``ChipConfig``), where the two models
+        describe the same thing:
+
+        * ``timing.update_pulse_slots`` <- ``chip.update.pulse_train_length`` (the slots of
+          one update's pulse trains: the simulated chip fires up to that many coincidences);
+        * ``timing.update_pulse_duration_ns`` <- ``chip.capacitor.pulse_width_ns``;
+        * ``cell.capacitor_step_mv`` <- the simulated nominal step I t / C
+          (``chip.capacitor.step_at_reset_v``);
+        * ``transfer.reads_averaged`` <- ``chip.transfer.reads_averaged``.
+
+        The capacitor's area and the other circuit parameters stay the cost model's: the
+        simulator's ``capacitance_ff`` only sets the step together with the pull current and
+        pulse width (docs/cost_model.md, "A run's cost").
+        """
+        out = self.replace(name=f"{self.name} + simulated chip")
+        out = out.with_value("timing.update_pulse_slots", int(chip.update.pulse_train_length))
+        out = out.with_value("timing.update_pulse_duration_ns", float(chip.capacitor.pulse_width_ns))
+        out = out.with_value("cell.capacitor_step_mv", float(chip.capacitor.step_at_reset_v) * 1e3)
+        return out.with_value("transfer.reads_averaged", chip.transfer.reads_averaged)
 
 
 #: Named parameter sets.  ``nature2018`` is the set that reproduces the paper's two figures.
