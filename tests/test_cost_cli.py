@@ -95,9 +95,9 @@ def test_cost_of_a_simulated_chip_preset_times_its_update_train(tmp_path, capsys
     data = json.loads(js.read_text(encoding="utf-8"))
     chip = ChipConfig()
     slots, width = chip.update.pulse_train_length, chip.capacitor.pulse_width_ns
-    assert data["params"]["timing"]["update_pulse_slots"] == slots == 31
-    assert data["params"]["timing"]["update_pulse_duration_ns"] == width == 10.0
     timing = data["params"]["timing"]
+    assert timing["update_pulse_slots"] == slots == 31
+    assert timing["update_pulse_duration_ns"] == width == 10.0
     gap, overhead = timing["update_pulse_gap_ns"], timing["update_overhead_ns"]
     assert data["params"]["cell"]["capacitor_step_mv"] == pytest.approx(chip.capacitor.step_at_reset_v * 1e3)
     assert data["figure_of_merit"]["time_breakdown_s"]["update"] == pytest.approx((slots * (width + gap) + overhead) * 1e-9)

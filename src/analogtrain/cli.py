@@ -441,8 +441,7 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any]] | None:
     """What the run would have cost on the chip (analog presets only)."""
     if cfg.chip.cell.kind == "digital":
         return None
-    from .cost.cli import format_run_cost
-    from .cost.model import estimate
+    from .cost.cli import run_cost
     from .cost.params import load_cost_params
 
     chips = run["chips"]
@@ -455,8 +454,7 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any]] | None:
         "transfer_interval_examples": cfg.chip.transfer.interval_examples,
     }
     params = load_cost_params("nature2018").for_chip(cfg.chip)
-    text = format_run_cost(run["network"], stats, params)
-    report = estimate(run["network"], params, stats)
+    text, report = run_cost(run["network"], stats, params)
     clock = cfg.training.time_per_example_s
     text += (
         f"\n  leakage clock: the simulation let {clock * 1e9:.0f} ns pass per example "

@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .model import estimate, parse_layer_sizes
+from .model import CostReport, estimate, parse_layer_sizes
 from .params import COST_PRESETS, CostParams, load_cost_params
 from .report import (
     format_report,
@@ -21,7 +21,7 @@ from .report import (
     write_json,
 )
 
-__all__ = ["add_parser", "run", "format_run_cost"]
+__all__ = ["add_parser", "run", "format_run_cost", "run_cost"]
 
 DEFAULT_NETWORK = "528-250-125-10"
 
@@ -104,7 +104,16 @@ def format_run_cost(
     ``run_stats`` keys (all optional): ``examples``, ``update_pulses``, ``transfers``,
     ``transfer_tuning_pulses``, ``cells``, ``transfer_interval_examples``.
     """
+    return run_cost(layer_sizes, run_stats, params)[0]
+
+
+def run_cost(
+    layer_sizes: list[int] | str,
+    run_stats: dict[str, Any] | None,
+    params: CostParams | str | None = None,
+) -> tuple[str, CostReport]:
+    """:func:`format_run_cost`'s text together with the report it summarises (one estimate)."""
     params = load_cost_params(params)
     report = estimate(layer_sizes, params, run_stats=dict(run_stats or {}))
     assert report.run is not None
-    return f"Cost model '{params.name}' (docs/cost_model.md):\n" + format_run(report.run)
+    return f"Cost model '{params.name}' (docs/cost_model.md):\n" + format_run(report.run), report
