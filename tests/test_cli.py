@@ -100,3 +100,23 @@ def test_readme_python_snippet_runs():
     assert blocks, "README has no python example"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_train_does_not_cost_a_2pcm_run_with_the_3t1c_cost_model(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--preset", "2pcm", "--epochs", "1", "--hidden", "16", "--limit-train", "200",
+                 "--limit-test", "100", "--out", str(out), "--quiet"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert "chip_cost" not in res
+    assert "Not costed: the cost model (docs/cost_model.md) describes the 2PCM+3T1C cell" in capsys.readouterr().out
+
+
+def test_train_with_the_cost_model_leak_clock_says_so(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--hidden", "16", "--limit-train", "200", "--limit-test", "100",
+                 "--out", str(out), "--quiet", "--set", "training.leak_clock=cost-model"]) == 0
+    res = json.loads((out / "results.json").read_text())
+    clock = res["runs"]["nature2018"]["leak_clock_s"]
+    assert res["chip_cost"]["leak_clock_s"] == clock
+    assert clock == pytest.approx(res["chip_cost"]["time_per_example_s"], rel=1e-12)
+    assert f"let {clock * 1e9:.0f} ns pass per example (training.leak_clock = cost-model)" in capsys.readouterr().out

@@ -129,3 +129,32 @@ def test_epoch_end_clipping_is_counted_in_the_evaluation_pass(digits):
     assert recorded[-1][0] > 0
     pred, clipped = tr.mlp.predict(digits.x_test, clip_limits=[1e9, 1e9])
     assert torch.equal(pred, tr.mlp.predict(digits.x_test)) and all(float(c.sum()) == 0 for c in clipped)
+
+
+def test_cost_model_leak_clock_times_the_simulated_update_train(digits):
+    """``training.leak_clock = "cost-model"``: leakage sees the cost model's time per example for
+    this network and the simulated chip, so a longer update pulse train leaks more per example;
+    ``"fixed"`` keeps ``training.time_per_example_s``; a cell without capacitors ignores it."""
+    from analogtrain.cost.model import estimate
+    from analogtrain.cost.params import load_cost_params
+
+    fixed = _trainer("nature2018", digits, time_per_example_s=5e-7)
+    assert fixed.time_per_example_s == 5e-7
+    derived = _trainer("nature2018", digits, time_per_example_s=5e-7, leak_clock="cost-model")
+    params = load_cost_params("nature2018").for_chip(derived.config.chip)
+    assert derived.time_per_example_s == estimate([64, 32, 10], params).time_per_example_s
+    assert derived.time_per_example_s != 5e-7
+    # four times the slots: t_update = slots * (t_pulse + t_gap) + t_overhead grows by 3 * 31 slot periods
+    cfg = at.get_preset("nature2018", {"training": {"hidden": [32], "leak_clock": "cost-model"},
+                                       "chip": {"update": {"pulse_train_length": 124}}})
+    longer = Trainer(cfg, digits.x_train, digits.y_train, digits.x_test, digits.y_test, digits.n_classes)
+    slot_s = (params.timing.update_pulse_duration_ns + params.timing.update_pulse_gap_ns) * 1e-9
+    assert longer.time_per_example_s - derived.time_per_example_s == pytest.approx(93 * slot_s, rel=1e-9)
+    assert _trainer("2pcm", digits, time_per_example_s=5e-7, leak_clock="cost-model").time_per_example_s == 5e-7
+
+    # the clock is what every example advances the capacitors by, and the run records it
+    seen: list[float] = []
+    derived.mlp.advance_time = seen.append
+    res = derived.train(epochs=1, progress=False)
+    assert len(seen) == digits.n_train and set(seen) == {derived.time_per_example_s}
+    assert res["leak_clock_s"] == derived.time_per_example_s

@@ -417,7 +417,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         summary["software_test_accuracy"] = sw
         summary["gap_points"] = 100 * (sw - main_run["final_test_accuracy_mean"])
     cost_text = _run_cost(main_run, cfg)
-    if cost_text is not None:
+    if cost_text is not None and cost_text[1] is not None:
         payload["chip_cost"] = cost_text[1]
     payload["summary"] = summary
     write_json(out / "results.json", payload)
@@ -437,10 +437,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any]] | None:
-    """What the run would have cost on the chip (analog presets only)."""
-    if cfg.chip.cell.kind == "digital":
+def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any] | None] | None:
+    """What the run would have cost on the chip: (text, report dict); None for software.
+
+    The cost model describes the 2PCM+3T1C cell only, so a run of another analog cell (the
+    2-PCM baseline) gets a line saying it is not costed, and no report.
+    """
+    kind = cfg.chip.cell.kind
+    if kind == "digital":
         return None
+    if kind != "2pcm+3t1c":
+        return (f"Not costed: the cost model (docs/cost_model.md) describes the 2PCM+3T1C cell, "
+                f"and this run's cell is {kind!r}"), None
     from .cost.cli import run_cost
     from .cost.params import load_cost_params
 
@@ -455,10 +463,12 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any]] | None:
     }
     params = load_cost_params("nature2018").for_chip(cfg.chip)
     text, report = run_cost(run["network"], stats, params)
-    clock = cfg.training.time_per_example_s
+    clock = run.get("leak_clock_s", cfg.training.time_per_example_s)
+    source = ("training.leak_clock = cost-model" if cfg.training.leak_clock == "cost-model"
+              else "training.time_per_example_s")
     text += (
         f"\n  leakage clock: the simulation let {clock * 1e9:.0f} ns pass per example "
-        f"(training.time_per_example_s); the cost model times this chip at "
+        f"({source}); the cost model times this chip at "
         f"{report.time_per_example_s * 1e9:.0f} ns per example"
     )
     out = report.to_dict()

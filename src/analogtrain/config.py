@@ -33,6 +33,7 @@ from .errors import ConfigError
 
 CELL_KINDS = ("2pcm+3t1c", "2pcm", "digital")
 SHARED_REFERENCES = ("held", "leaking")
+LEAK_CLOCKS = ("fixed", "cost-model")
 
 
 @dataclass(frozen=True)
@@ -275,7 +276,14 @@ class TrainingConfig(ConfigBase):
     time_per_example_s: float = param(3.6e-7, unit="s", gt=0, source="assumed",
                                       doc="chip time per training example; sets how much leakage acts per example. "
                                           "Default: the 363 ns per image that our cost model (docs/cost_model.md) "
-                                          "gives for MNIST 528-250-125-10 on the nature2018 timing")
+                                          "gives for MNIST 528-250-125-10 on the nature2018 timing. Used when "
+                                          "training.leak_clock = 'fixed'")
+    leak_clock: str = param("fixed", choices=LEAK_CLOCKS,
+                            doc="where the chip time per example that leakage sees comes from: 'fixed' = "
+                                "training.time_per_example_s; 'cost-model' = the cost model's time per example "
+                                "for this network with the simulated chip's own update pulse train, pulse width "
+                                "and transfer reads (analogtrain.training.chip_time_per_example_s), so a longer "
+                                "update or transfer also leaks more. Cells without capacitors ignore it")
     tracked_synapses: int = param(4096, ge=0, doc="synapses per layer whose update pulses are counted one by one "
                                                    "(the ED Fig. 2 statistics); 0 turns the counting off")
     chips: int = param(1, ge=1, le=256, doc="independent simulated chips trained together (batched)")

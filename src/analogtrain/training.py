@@ -64,6 +64,28 @@ class TrainingState:
 COMPILE_MIN_STEPS = 50_000
 
 
+def chip_time_per_example_s(config: ExperimentConfig, sizes: list[int]) -> float:
+    """The chip time (s) that passes per training example, as leakage sees it.
+
+    ``training.leak_clock = "fixed"``: ``training.time_per_example_s``.  ``"cost-model"``: the
+    cost model's time per example for the network ``sizes`` (docs/cost_model.md), with the
+    ``nature2018`` cost parameters adapted to the simulated chip (``CostParams.for_chip``: its
+    update pulse train's slots and pulse width, its step, its transfer's averaged reads), i.e.
+    forward + backward reads + the update phase + the amortised transfer.  The transfer is
+    counted in both transfer modes, as the chip's average time per example (array-wide, it
+    happens in one block while the capacitors are about to be reset, so this slightly
+    overstates the leakage there).  Only the 2PCM+3T1C cell has capacitors; other cells get
+    the fixed value, which nothing reads.
+    """
+    t = config.training
+    if t.leak_clock == "fixed" or config.chip.cell.kind != "2pcm+3t1c":
+        return float(t.time_per_example_s)
+    from .cost.model import estimate
+    from .cost.params import load_cost_params
+
+    return float(estimate(list(sizes), load_cost_params("nature2018").for_chip(config.chip)).time_per_example_s)
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed * 1_000_033 + epoch)
     return torch.randperm(n, generator=g)
@@ -90,6 +112,8 @@ class Trainer:
         if mode == "on" or (mode == "auto" and config.training.epochs * self.x_train.shape[0] >= COMPILE_MIN_STEPS):
             self.mlp.compile()
         self.sizes = [self.x_train.shape[1], *config.training.hidden, self.n_classes]
+        #: chip time per example that leakage sees (s): ``training.leak_clock``
+        self.time_per_example_s = chip_time_per_example_s(config, self.sizes)
         self.schedule = TransferSchedule(config.chip, [layer.n_out for layer in self.mlp.layers], self.device)
         chips = config.training.chips
         self.initial_programming_pulses = [s.tuning_pulses for s in program_stats]
@@ -164,7 +188,7 @@ class Trainer:
     def _after_example(self) -> None:
         st = self.state
         mlp = self.mlp
-        mlp.advance_time(self.config.training.time_per_example_s)
+        mlp.advance_time(self.time_per_example_s)
         st.examples_seen += 1
         seen = st.examples_seen
         due = self.schedule.transfers_due(seen)
@@ -382,6 +406,7 @@ class Trainer:
             "synapses": sum(cells),
             "cells_per_layer": cells,
             "chips": self.config.training.chips,
+            "leak_clock_s": self.time_per_example_s,
             "epochs_completed": st.epoch,
             "examples": st.examples_seen,
             "wall_s": st.wall_s,
