@@ -58,16 +58,20 @@ def build(x: torch.Tensor, y: torch.Tensor, preset: str, chips: int, compiled: b
 
 
 def chip(x: torch.Tensor, y: torch.Tensor, net) -> float:
-    """Seconds for one pass of analogtrain training (transfers and leakage included)."""
+    """Seconds for one pass of analogtrain training (transfers and leakage included), with
+    subnormal floats flushed as ``Trainer.train`` does."""
+    from analogtrain.training import denormals_flushed
+
     cfg, mlp, sched = net
     dt = cfg.training.time_per_example_s
-    t0 = time.perf_counter()
-    for i in range(x.shape[0]):
-        mlp.train_example(x[i], y[i])
-        mlp.advance_time(dt)
-        for li, cols in sched.transfers_due(i + 1):
-            mlp.layers[li].transfer(cols)
-    return time.perf_counter() - t0
+    with denormals_flushed():
+        t0 = time.perf_counter()
+        for i in range(x.shape[0]):
+            mlp.train_example(x[i], y[i])
+            mlp.advance_time(dt)
+            for li, cols in sched.transfers_due(i + 1):
+                mlp.layers[li].transfer(cols)
+        return time.perf_counter() - t0
 
 
 def main() -> int:

@@ -158,3 +158,24 @@ def test_cost_model_leak_clock_times_the_simulated_update_train(digits):
     res = derived.train(epochs=1, progress=False)
     assert len(seen) == digits.n_train and set(seen) == {derived.time_per_example_s}
     assert res["leak_clock_s"] == derived.time_per_example_s
+
+
+def test_training_flushes_subnormals_and_restores_the_default(digits):
+    """Inside ``train`` subnormal floats become zero (they slowed long compiled runs ~1.8x and
+    carry no physics); afterwards torch's default is back."""
+    from analogtrain.training import denormals_flushed
+
+    with denormals_flushed():
+        pass
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormal floats")
+    tiny = torch.tensor([1e-37], dtype=torch.float32)
+    seen: list[float] = []
+
+    def probe(_trainer) -> bool:
+        seen.append(float(tiny / 1000))
+        return len(seen) >= 3
+
+    _trainer("nature2018", digits, epochs=1).train(progress=False, on_step=probe)
+    assert seen == [0.0, 0.0, 0.0]
+    assert float(tiny / 1000) > 0  # subnormal again outside training

