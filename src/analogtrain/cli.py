@@ -443,14 +443,16 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any] | None] | N
     The cost model describes the 2PCM+3T1C cell only, so a run of another analog cell (the
     2-PCM baseline) gets a line saying it is not costed, and no report.
     """
+    from .cost.cli import run_cost
+    from .cost.params import chip_cost_params
+
     kind = cfg.chip.cell.kind
     if kind == "digital":
         return None
-    if kind != "2pcm+3t1c":
+    params = chip_cost_params(cfg.chip)
+    if params is None:
         return (f"Not costed: the cost model (docs/cost_model.md) describes the 2PCM+3T1C cell, "
                 f"and this run's cell is {kind!r}"), None
-    from .cost.cli import run_cost
-    from .cost.params import load_cost_params
 
     chips = run["chips"]
     stats = {
@@ -461,9 +463,8 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any] | None] | N
         "cells": run["cells_per_layer"],
         "transfer_interval_examples": cfg.chip.transfer.interval_examples,
     }
-    params = load_cost_params("nature2018").for_chip(cfg.chip)
     text, report = run_cost(run["network"], stats, params)
-    clock = run.get("leak_clock_s", cfg.training.time_per_example_s)
+    clock = run["leak_clock_s"]
     source = ("training.leak_clock = cost-model" if cfg.training.leak_clock == "cost-model"
               else "training.time_per_example_s")
     text += (

@@ -98,13 +98,15 @@ def chip_time_per_example_s(config: ExperimentConfig, sizes: list[int]) -> float
     overstates the leakage there).  Only the 2PCM+3T1C cell has capacitors; other cells get
     the fixed value, which nothing reads.
     """
+    from .cost.params import chip_cost_params
+
     t = config.training
-    if t.leak_clock == "fixed" or config.chip.cell.kind != "2pcm+3t1c":
+    params = chip_cost_params(config.chip) if t.leak_clock == "cost-model" else None
+    if params is None:
         return float(t.time_per_example_s)
     from .cost.model import estimate
-    from .cost.params import load_cost_params
 
-    return float(estimate(list(sizes), load_cost_params("nature2018").for_chip(config.chip)).time_per_example_s)
+    return float(estimate(list(sizes), params).time_per_example_s)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:

@@ -40,6 +40,7 @@ __all__ = [
     "CostParams",
     "COST_PRESETS",
     "load_cost_params",
+    "chip_cost_params",
     "PAPER_GOPS_PER_W",
     "PAPER_TOPS_PER_MM2",
 ]
@@ -444,3 +445,12 @@ def load_cost_params(path_or_name: str | Path | CostParams | None = None) -> Cos
     if "name" not in data:
         merged["name"] = f"{base_name}+{path.name}"
     return CostParams.from_dict(merged)
+
+
+def chip_cost_params(chip: Any) -> CostParams | None:
+    """The ``nature2018`` cost parameters adapted to a simulated chip (a ``ChipConfig``;
+    :meth:`CostParams.for_chip`), or None when its cell is not the 2PCM+3T1C cell that the cost
+    model describes.  What a run is costed with, and what the cost-model leakage clock uses."""
+    if chip.cell.kind != "2pcm+3t1c":
+        return None
+    return load_cost_params("nature2018").for_chip(chip)
