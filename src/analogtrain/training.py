@@ -69,13 +69,14 @@ COMPILE_MIN_STEPS = 50_000
 def denormals_flushed() -> Iterator[None]:
     """Flush subnormal floats (below 1.2e-38 in float32) to zero inside the block.
 
-    In long runs the fused CPU kernels of the compiled training step produce subnormal
-    intermediates (seen with the held reference at tau = 5 ms). Arithmetic on them is
-    many times slower on x86, and they carry no physics at the scales of this simulator
-    (volts, microsiemens, pulse probabilities resolved to 2**-16). Flushing them left MNIST
-    runs bit for bit the same (30,000 examples compiled, 20,000 eager), and made the compiled
-    one 1.76x faster (README, "Speed"). On leaving, the setting goes back to torch's default
-    (off). Where the CPU cannot flush, nothing changes.
+    Arithmetic on subnormals is many times slower on x86, and they carry no physics at the
+    scales of this simulator (volts, microsiemens, pulse probabilities resolved to 2**-16).
+    Flushing them leaves MNIST runs bit for bit the same (30,000 examples compiled, 20,000
+    eager). It was added for a 1.76x speed-up of long compiled runs that controlled
+    measurements later did not reproduce (README, "Speed": ``benchmarks/speed.py
+    --keep-subnormals`` shows no difference within the machine's noise); it is kept because
+    it costs nothing and guards against such slowdowns. On leaving, the setting goes back to
+    torch's default (off). Where the CPU cannot flush, nothing changes.
     """
     supported = torch.set_flush_denormal(True)
     try:
