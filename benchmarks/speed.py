@@ -77,12 +77,13 @@ def build(x: torch.Tensor, y: torch.Tensor, preset: str, chips: int, compiled: b
 def chip(x: torch.Tensor, y: torch.Tensor, net, flush: bool = True) -> tuple[float, float, int]:
     """One pass of analogtrain training (transfers and leakage included), with subnormal floats
     flushed as ``Trainer.train`` does unless ``flush`` is False: (seconds in all, seconds of
-    them spent in transfers or the 2-PCM cell's periodic reset, how many of those events).  The network's example count carries over from pass
-    to pass, so transfers fall where they would in one long run."""
-    from analogtrain.training import denormals_flushed
+    them spent in transfers or the 2-PCM cell's periodic reset, how many of those events).
+    The network's example count carries over from pass to pass, so transfers fall where they
+    would in one long run; leakage sees the chip time per example that ``Trainer`` uses."""
+    from analogtrain.training import chip_time_per_example_s, denormals_flushed
 
     cfg, mlp, sched, seen = net
-    dt = cfg.training.time_per_example_s
+    dt = chip_time_per_example_s(cfg, [mlp.layers[0].n_in, *(layer.n_out for layer in mlp.layers)])
     transfer_s, transfers = 0.0, 0
     with denormals_flushed() if flush else contextlib.nullcontext():
         t0 = time.perf_counter()
