@@ -11,7 +11,8 @@ would in one long run; their time is taken out of each round's speed and reporte
 the speed once they are amortised over the examples timed.
 
 Fresh weights are not where a long run spends its time: ``--pretrain N`` first trains every
-network (plain SGD included) on N other images, untimed, and times the passes from there, so
+network (plain SGD included) on N images, untimed (passes over the images the rounds do not
+time, repeated as often as N needs: N may exceed the training set), and times from there, so
 effects that only appear later in training (saturated neurons, subnormal floats, many more
 pulses per update) are measured too.  ``--keep-subnormals`` times the chip without the
 flush-to-zero that ``Trainer.train`` sets, to show what that flush is worth.
@@ -104,6 +105,11 @@ def chip(x: torch.Tensor, y: torch.Tensor, net, flush: bool = True) -> tuple[flo
         return time.perf_counter() - t0, transfer_s, transfers
 
 
+def pretraining_passes(pretrain: int, n_rest: int) -> list[int]:
+    """Lengths of the passes over the ``n_rest`` untimed images that make ``pretrain`` images."""
+    return [min(n_rest, pretrain - a) for a in range(0, pretrain, n_rest)]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (else the usual lookup)")
@@ -116,8 +122,9 @@ def main() -> int:
                     help="time the torch.compile'd step, the eager step, or both (default both); compiling is "
                          "done in the warm-up pass and not timed")
     ap.add_argument("--pretrain", type=int, default=0,
-                    help="train every network on this many other images (untimed) before the timed passes, "
-                         "to time a late stage of training (default 0: fresh weights)")
+                    help="train every network on this many images (untimed; passes over the images not timed, "
+                         "repeated as needed) before the timed passes, to time a late stage of training "
+                         "(default 0: fresh weights)")
     ap.add_argument("--keep-subnormals", action="store_true",
                     help="also time each chip configuration without flushing subnormal floats to zero")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
@@ -128,12 +135,13 @@ def main() -> int:
 
     data = load_dataset("mnist", data_dir=args.data_dir)
     n_avail = data.x_train.shape[0]
-    if args.images + args.pretrain > n_avail:
-        ap.error(f"--images + --pretrain = {args.images + args.pretrain} is more than the {n_avail} training "
-                 f"images; lower one of them")
+    if args.images >= n_avail:
+        ap.error(f"--images {args.images} leaves none of the {n_avail} training images for pretraining; lower it")
     x, y = data.x_train[: args.images].contiguous(), data.y_train[: args.images].contiguous()
-    xp = data.x_train[args.images: args.images + args.pretrain].contiguous()
-    yp = data.y_train[args.images: args.images + args.pretrain].contiguous()
+    # pretraining passes over the images not timed, as often as --pretrain needs
+    rest_x, rest_y = data.x_train[args.images:], data.y_train[args.images:]
+    n_rest = rest_x.shape[0]
+    pre_passes = pretraining_passes(args.pretrain, n_rest)
     hidden, lr = [250, 125], 0.1
     n_out = int(data.y_train.max()) + 1
 
@@ -142,8 +150,8 @@ def main() -> int:
     # speed drifts (shared cores, CPU steal on a VM) affects both sides of a ratio alike
     sgd = plain_net(x.shape[1], n_out, hidden, lr)
     plain_sgd(x[:500], y[:500], sgd)
-    if args.pretrain:
-        plain_sgd(xp, yp, sgd)
+    for n in pre_passes:
+        plain_sgd(rest_x[:n], rest_y[:n], sgd)
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.compile]
     flushes = [True, False] if args.keep_subnormals else [True]
     nets, labels, compile_s, flush_of = {}, {}, {}, {}
@@ -165,11 +173,11 @@ def main() -> int:
                 if compiled:
                     compile_s[key] = time.perf_counter() - t0
                 transfer_s[key], transfer_n[key], examples[key] = 0.0, 0, 0
-                if args.pretrain:
-                    _, ts, tn = chip(xp, yp, net, flush)
+                for n in pre_passes:
+                    _, ts, tn = chip(rest_x[:n], rest_y[:n], net, flush)
                     transfer_s[key] += ts
                     transfer_n[key] += tn
-                    examples[key] += xp.shape[0]
+                    examples[key] += n
                 nets[key], flush_of[key] = net, flush
     # chip speeds are those of the training step (transfer time taken out of each round); the
     # transfers' share is measured over every timed and pretraining pass and added back as an

@@ -42,3 +42,10 @@ def test_flush_changes_no_result_and_restores_the_default():
         assert float(torch.tensor(1e-40) * torch.tensor(1.0)) > 0
     for a, b in zip(*weights):
         assert torch.equal(a, b)
+
+
+def test_pretraining_repeats_the_untimed_images_as_often_as_needed():
+    assert speed.pretraining_passes(0, 58000) == []
+    assert speed.pretraining_passes(30000, 58000) == [30000]
+    assert speed.pretraining_passes(150000, 58000) == [58000, 58000, 34000]
+    assert sum(speed.pretraining_passes(116001, 58000)) == 116001
