@@ -32,6 +32,8 @@ import platform
 import resource
 import sys
 import time
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -61,39 +63,53 @@ def plain_sgd(x: torch.Tensor, y: torch.Tensor, model) -> float:
     return time.perf_counter() - t0
 
 
-def build(x: torch.Tensor, y: torch.Tensor, preset: str, chips: int, compiled: bool, overrides=None):
-    """A fresh network of ``preset`` (with config ``overrides``), its transfer schedule and its
-    example count, its step compiled or not."""
+@dataclass
+class ChipNet:
+    """A simulated network under test: its step, transfer schedule, the chip time per example
+    that leakage sees (as ``Trainer`` computes it) and the examples it has trained on."""
+
+    mlp: Any
+    schedule: Any
+    dt_s: float
+    seen: int = 0
+
+
+def build(x: torch.Tensor, y: torch.Tensor, preset: str, chips: int, compiled: bool,
+          overrides=None) -> ChipNet | None:
+    """A fresh network of ``preset`` (with config ``overrides``), its step compiled or not."""
     from analogtrain.network import build_mlp
     from analogtrain.presets import get_preset
     from analogtrain.schedule import TransferSchedule
+    from analogtrain.training import chip_time_per_example_s
 
     cfg = get_preset(preset, {**(overrides or {}), "training": {"chips": chips}})
-    mlp, _ = build_mlp(cfg, x.shape[1], int(y.max()) + 1)
+    n_out = int(y.max()) + 1
+    mlp, _ = build_mlp(cfg, x.shape[1], n_out)
     if compiled and not mlp.compile():
         return None  # software network or PCM drift: the step stays eager
-    return cfg, mlp, TransferSchedule(cfg.chip, [layer.n_out for layer in mlp.layers]), [0]
+    sizes = [x.shape[1], *cfg.training.hidden, n_out]
+    return ChipNet(mlp, TransferSchedule(cfg.chip, [layer.n_out for layer in mlp.layers]),
+                   chip_time_per_example_s(cfg, sizes))
 
 
-def chip(x: torch.Tensor, y: torch.Tensor, net, flush: bool = True) -> tuple[float, float, int]:
+def chip(x: torch.Tensor, y: torch.Tensor, net: ChipNet, flush: bool = True) -> tuple[float, float, int]:
     """One pass of analogtrain training (transfers and leakage included), with subnormal floats
     flushed as ``Trainer.train`` does unless ``flush`` is False: (seconds in all, seconds of
     them spent in transfers or the 2-PCM cell's periodic reset, how many of those events).
     The network's example count carries over from pass to pass, so transfers fall where they
     would in one long run; leakage sees the chip time per example that ``Trainer`` uses."""
-    from analogtrain.training import chip_time_per_example_s, denormals_flushed
+    from analogtrain.training import denormals_flushed
 
-    cfg, mlp, sched, seen = net
-    dt = chip_time_per_example_s(cfg, [mlp.layers[0].n_in, *(layer.n_out for layer in mlp.layers)])
+    mlp, sched = net.mlp, net.schedule
     transfer_s, transfers = 0.0, 0
     with denormals_flushed() if flush else contextlib.nullcontext():
         t0 = time.perf_counter()
         for i in range(x.shape[0]):
             mlp.train_example(x[i], y[i])
-            mlp.advance_time(dt)
-            seen[0] += 1
-            due = sched.transfers_due(seen[0])
-            reset = sched.reset_due(seen[0])  # the 2-PCM cell's occasional RESET-and-reprogram
+            mlp.advance_time(net.dt_s)
+            net.seen += 1
+            due = sched.transfers_due(net.seen)
+            reset = sched.reset_due(net.seen)  # the 2-PCM cell's occasional RESET-and-reprogram
             if due or reset:
                 t1 = time.perf_counter()
                 for li, cols in due:
@@ -107,6 +123,8 @@ def chip(x: torch.Tensor, y: torch.Tensor, net, flush: bool = True) -> tuple[flo
 
 def pretraining_passes(pretrain: int, n_rest: int) -> list[int]:
     """Lengths of the passes over the ``n_rest`` untimed images that make ``pretrain`` images."""
+    if pretrain == 0:
+        return []
     return [min(n_rest, pretrain - a) for a in range(0, pretrain, n_rest)]
 
 
@@ -135,7 +153,7 @@ def main() -> int:
 
     data = load_dataset("mnist", data_dir=args.data_dir)
     n_avail = data.x_train.shape[0]
-    if args.images >= n_avail:
+    if args.pretrain and args.images >= n_avail:
         ap.error(f"--images {args.images} leaves none of the {n_avail} training images for pretraining; lower it")
     x, y = data.x_train[: args.images].contiguous(), data.y_train[: args.images].contiguous()
     # pretraining passes over the images not timed, as often as --pretrain needs
@@ -158,6 +176,13 @@ def main() -> int:
     transfer_s: dict[str, float] = {}
     transfer_n: dict[str, int] = {}
     examples: dict[str, int] = {}
+
+    def tally(key: str, n: int, timing: tuple[float, float, int]) -> tuple[float, float, int]:
+        """Add a pass of ``n`` examples to ``key``'s transfer time, transfers and examples."""
+        transfer_s[key] += timing[1]
+        transfer_n[key] += timing[2]
+        examples[key] += n
+        return timing
     for preset in args.presets:
         for compiled in modes:
             for flush in flushes:
@@ -174,10 +199,7 @@ def main() -> int:
                     compile_s[key] = time.perf_counter() - t0
                 transfer_s[key], transfer_n[key], examples[key] = 0.0, 0, 0
                 for n in pre_passes:
-                    _, ts, tn = chip(rest_x[:n], rest_y[:n], net, flush)
-                    transfer_s[key] += ts
-                    transfer_n[key] += tn
-                    examples[key] += n
+                    tally(key, n, chip(rest_x[:n], rest_y[:n], net, flush))
                 nets[key], flush_of[key] = net, flush
     # chip speeds are those of the training step (transfer time taken out of each round); the
     # transfers' share is measured over every timed and pretraining pass and added back as an
@@ -186,11 +208,8 @@ def main() -> int:
     for _ in range(args.repeats):
         rounds["pytorch_sgd"].append(x.shape[0] / plain_sgd(x, y, sgd))
         for key, net in nets.items():
-            sec, ts, tn = chip(x, y, net, flush_of[key])
+            sec, ts, _ = tally(key, x.shape[0], chip(x, y, net, flush_of[key]))
             rounds[key].append(args.chips * x.shape[0] / (sec - ts))
-            transfer_s[key] += ts
-            transfer_n[key] += tn
-            examples[key] += x.shape[0]
     results = {k: max(v) for k, v in rounds.items()}
     amortised = {k: args.chips / (args.chips / results[k] + transfer_s[k] / examples[k]) for k in nets}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
