@@ -1,21 +1,23 @@
 """Training speed of the simulated chip against plain PyTorch SGD, in one run.
 
-Times ``nature2018`` training of MNIST 528-250-125-10 at minibatch 1 and, on the same
+Times ``nature2018`` training of MNIST 528-250-125-10 at minibatch 1 as a user runs it,
+through ``Trainer.train`` (leakage on the Trainer's clock, transfers where they fall in one long
+run, the per-example bookkeeping, the test-set evaluation at each epoch's end), and, on the same
 images in the same order, plain PyTorch FP32 SGD of the same network (nn.Linear + sigmoid,
 autograd, torch.optim.SGD, cross-entropy).  Prints images/s for each, their ratio, and the
 peak resident memory of the process (Linux ru_maxrss).  Each timing is the best of
-``--repeats`` rounds over ``--images`` images after one warm-up pass; each round times every
-configuration once, so drifting machine speed hits both sides of a ratio alike.  A chip's
-example count runs on across passes, so its transfers (every 8,000 examples) fall where they
-would in one long run; their time is taken out of each round's speed and reported apart, with
-the speed once they are amortised over the examples timed.
+``--repeats`` rounds over ``--images`` images after a 500-image warm-up; each round times every
+configuration once, so drifting machine speed hits both sides of a ratio alike.  The run goes
+on from round to round, so its transfers (every 8,000 examples) fall where they would in one
+long run; their time (measured by wrapping the layers' transfer methods) is taken out of each
+round's speed and reported apart, with the speed once they are amortised over every example.
 
 Fresh weights are not where a long run spends its time: ``--pretrain N`` first trains every
-network (plain SGD included) on N images, untimed (passes over the images the rounds do not
-time, repeated as often as N needs: N may exceed the training set), and times from there, so
-effects that only appear later in training (saturated neurons, subnormal floats, many more
-pulses per update) are measured too.  ``--keep-subnormals`` times the chip without the
-flush-to-zero that ``Trainer.train`` sets, to show what that flush is worth.
+network (plain SGD included) on N more images of the run, untimed, over as many epochs as N
+needs, and times from there, so effects that only appear later in training (saturated neurons,
+subnormal floats, many more pulses per update) are measured too.  ``--keep-subnormals`` also
+times the chip without the flush-to-zero that ``Trainer.train`` sets, to show what that flush
+is worth.
 
     python benchmarks/speed.py --data-dir ../shared/data/mnist --images 4000
     python benchmarks/speed.py --data-dir ../shared/data/mnist --images 2000 --pretrain 30000 --compile on
@@ -32,6 +34,7 @@ import platform
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,75 +66,116 @@ def plain_sgd(x: torch.Tensor, y: torch.Tensor, model) -> float:
     return time.perf_counter() - t0
 
 
+class TransferClock:
+    """Times the transfers (and the 2-PCM cell's occasional RESET-and-reprogram) of a trainer's
+    layers by wrapping their ``transfer`` and ``maintain`` methods: an instrument around what
+    ``Trainer`` calls, not a copy of it.  ``seconds`` and ``events`` (examples after which any of
+    them ran) accumulate until :meth:`take` reads and clears them."""
+
+    def __init__(self, trainer: Any):
+        self.trainer = trainer
+        self.seconds = 0.0
+        self._at: set[int] = set()
+        for layer in trainer.mlp.layers:
+            for name in ("transfer", "maintain"):
+                if hasattr(layer, name):
+                    setattr(layer, name, self._timed(getattr(layer, name)))
+
+    def _timed(self, method):
+        def run(*args, **kw):
+            t0 = time.perf_counter()
+            try:
+                return method(*args, **kw)
+            finally:
+                self.seconds += time.perf_counter() - t0
+                self._at.add(self.trainer.state.examples_seen)
+        return run
+
+    def take(self) -> tuple[float, int]:
+        out = (self.seconds, len(self._at))
+        self.seconds, self._at = 0.0, set()
+        return out
+
+
 @dataclass
 class ChipNet:
-    """A simulated network under test: its step, transfer schedule, the chip time per example
-    that leakage sees (as ``Trainer`` computes it) and the examples it has trained on."""
+    """A network under test: the ``Trainer`` a user's run would build, and its transfer clock."""
 
-    mlp: Any
-    schedule: Any
-    dt_s: float
-    seen: int = 0
+    trainer: Any
+    clock: TransferClock
+
+    @property
+    def seen(self) -> int:
+        return self.trainer.state.examples_seen
 
 
-def build(x: torch.Tensor, y: torch.Tensor, preset: str, chips: int, compiled: bool,
-          overrides=None) -> ChipNet | None:
-    """A fresh network of ``preset`` (with config ``overrides``), its step compiled or not."""
-    from analogtrain.network import build_mlp
+def build(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, preset: str,
+          chips: int, compiled: bool, overrides=None) -> ChipNet | None:
+    """A fresh ``Trainer`` of ``preset`` (with config ``overrides``) on the training images ``x``,
+    ``y`` and the test images ``x_test``, ``y_test`` (evaluated at every epoch's end, as in a run),
+    its step compiled or not; None where the step cannot be compiled (software network, PCM drift)."""
+    from analogtrain.config import merge_overrides
     from analogtrain.presets import get_preset
-    from analogtrain.schedule import TransferSchedule
-    from analogtrain.training import chip_time_per_example_s
+    from analogtrain.training import Trainer
 
-    cfg = get_preset(preset, {**(overrides or {}), "training": {"chips": chips}})
-    n_out = int(y.max()) + 1
-    mlp, _ = build_mlp(cfg, x.shape[1], n_out)
-    if compiled and not mlp.compile():
-        return None  # software network or PCM drift: the step stays eager
-    sizes = [x.shape[1], *cfg.training.hidden, n_out]
-    return ChipNet(mlp, TransferSchedule(cfg.chip, [layer.n_out for layer in mlp.layers]),
-                   chip_time_per_example_s(cfg, sizes))
+    training = {"training": {"chips": chips, "compile": "on" if compiled else "off"}}
+    cfg = get_preset(preset, merge_overrides(overrides or {}, training))
+    trainer = Trainer(cfg, x, y, x_test, y_test, n_classes=int(y.max()) + 1)
+    if compiled and not trainer.mlp.compiled:
+        return None
+    return ChipNet(trainer, TransferClock(trainer))
 
 
-def chip(x: torch.Tensor, y: torch.Tensor, net: ChipNet, flush: bool = True) -> tuple[float, float, int]:
-    """One pass of analogtrain training (transfers and leakage included), with subnormal floats
-    flushed as ``Trainer.train`` does unless ``flush`` is False: (seconds in all, seconds of
-    them spent in transfers or the 2-PCM cell's periodic reset, how many of those events).
-    The network's example count carries over from pass to pass, so transfers fall where they
-    would in one long run; leakage sees the chip time per example that ``Trainer`` uses."""
-    from analogtrain.training import denormals_flushed
+@contextlib.contextmanager
+def subnormals_kept() -> Iterator[None]:
+    """Inside the block ``Trainer.train`` does not flush subnormal floats to zero."""
+    import analogtrain.training as training
 
-    mlp, sched = net.mlp, net.schedule
-    transfer_s, transfers = 0.0, 0
-    with denormals_flushed() if flush else contextlib.nullcontext():
+    flushed = training.denormals_flushed
+    training.denormals_flushed = contextlib.nullcontext
+    try:
+        yield
+    finally:
+        training.denormals_flushed = flushed
+
+
+def image_order(n: int, seed: int, start: int, k: int) -> torch.Tensor:
+    """Indices of training examples ``start`` .. ``start + k - 1`` of a run over ``n`` images with
+    ``seed``, in ``Trainer``'s order (each epoch a permutation of its own), across epoch ends."""
+    from analogtrain.training import epoch_order
+
+    epoch, pos = divmod(start, n)
+    parts = []
+    while k > 0:
+        part = epoch_order(n, seed, epoch)[pos:pos + k]
+        parts.append(part)
+        k -= part.numel()
+        epoch, pos = epoch + 1, 0
+    return torch.cat(parts) if parts else torch.empty(0, dtype=torch.int64)
+
+
+def chip(net: ChipNet, k: int, flush: bool = True) -> tuple[float, float, int]:
+    """``Trainer.train`` on the next ``k`` examples, continuing where the last call stopped, with
+    subnormal floats flushed to zero as ``train`` does unless ``flush`` is False: (seconds in all,
+    seconds of them spent in transfers or the 2-PCM cell's periodic reset, how many such events).
+    What runs is a user's run: leakage on Trainer's clock, transfers where they fall in one long
+    run, the per-example bookkeeping, and the test-set evaluation at every epoch's end."""
+    tr = net.trainer
+    target = tr.state.examples_seen + k
+    net.clock.take()
+    with contextlib.nullcontext() if flush else subnormals_kept():
         t0 = time.perf_counter()
-        for i in range(x.shape[0]):
-            mlp.train_example(x[i], y[i])
-            mlp.advance_time(net.dt_s)
-            net.seen += 1
-            due = sched.transfers_due(net.seen)
-            reset = sched.reset_due(net.seen)  # the 2-PCM cell's occasional RESET-and-reprogram
-            if due or reset:
-                t1 = time.perf_counter()
-                for li, cols in due:
-                    mlp.layers[li].transfer(cols)
-                for layer in mlp.layers if reset else ():
-                    layer.maintain()
-                transfer_s += time.perf_counter() - t1
-                transfers += 1
-        return time.perf_counter() - t0, transfer_s, transfers
-
-
-def pretraining_passes(pretrain: int, n_rest: int) -> list[int]:
-    """Lengths of the passes over the ``n_rest`` untimed images that make ``pretrain`` images."""
-    if pretrain == 0:
-        return []
-    return [min(n_rest, pretrain - a) for a in range(0, pretrain, n_rest)]
+        while tr.state.examples_seen < target:
+            tr.train(epochs=tr.state.epoch + 1, progress=False,
+                     on_step=lambda t: t.state.examples_seen >= target)
+        sec = time.perf_counter() - t0
+    return (sec, *net.clock.take())
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (else the usual lookup)")
-    ap.add_argument("--images", type=int, default=4000, help="images per timed pass (default 4000)")
+    ap.add_argument("--images", type=int, default=4000, help="images per timed round (default 4000)")
     ap.add_argument("--repeats", type=int, default=3, help="timed rounds, best is reported (default 3)")
     ap.add_argument("--presets", nargs="+", default=["nature2018"], help="chip presets to time")
     ap.add_argument("--chips", type=int, default=1, help="chips trained together (batched state)")
@@ -140,48 +184,55 @@ def main() -> int:
                     help="time the torch.compile'd step, the eager step, or both (default both); compiling is "
                          "done in the warm-up pass and not timed")
     ap.add_argument("--pretrain", type=int, default=0,
-                    help="train every network on this many images (untimed; passes over the images not timed, "
-                         "repeated as needed) before the timed passes, to time a late stage of training "
+                    help="train every network on this many images (untimed, continuing the run's order over "
+                         "as many epochs as it takes) before the timed rounds, to time a late stage of training "
                          "(default 0: fresh weights)")
+    ap.add_argument("--test-images", type=int, default=10000,
+                    help="test images evaluated at every epoch's end (default 10000, MNIST's test set)")
     ap.add_argument("--keep-subnormals", action="store_true",
                     help="also time each chip configuration without flushing subnormal floats to zero")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one config value of every preset timed, as in `analogtrain train --set` "
+                         "(repeatable), e.g. --set chip.capacitor.leak_time_constant_s=0.05")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
+    for name in ("images", "repeats", "chips", "test_images"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.pretrain < 0:
+        ap.error("--pretrain must be 0 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
+    from analogtrain.config import collect_overrides
     from analogtrain.data import load_dataset
+    from analogtrain.errors import ConfigError
+
+    try:
+        overrides = collect_overrides(None, args.set)
+    except ConfigError as exc:
+        ap.error(str(exc))
 
     data = load_dataset("mnist", data_dir=args.data_dir)
-    n_avail = data.x_train.shape[0]
-    if args.pretrain and args.images >= n_avail:
-        ap.error(f"--images {args.images} leaves none of the {n_avail} training images for pretraining; lower it")
-    x, y = data.x_train[: args.images].contiguous(), data.y_train[: args.images].contiguous()
-    # pretraining passes over the images not timed, as often as --pretrain needs
-    rest_x, rest_y = data.x_train[args.images:], data.y_train[args.images:]
-    n_rest = rest_x.shape[0]
-    pre_passes = pretraining_passes(args.pretrain, n_rest)
+    x_all, y_all = data.x_train.contiguous(), data.y_train.contiguous()
+    x_test, y_test = data.x_test[: args.test_images], data.y_test[: args.test_images]
+    n_all = x_all.shape[0]
     hidden, lr = [250, 125], 0.1
-    n_out = int(data.y_train.max()) + 1
+    n_out = int(y_all.max()) + 1
+    warmup = 500
 
     # build, warm up (compiling happens here) and pretrain everything first, then time in
     # rounds: each round times plain SGD and every chip configuration once, so a machine whose
     # speed drifts (shared cores, CPU steal on a VM) affects both sides of a ratio alike
-    sgd = plain_net(x.shape[1], n_out, hidden, lr)
-    plain_sgd(x[:500], y[:500], sgd)
-    for n in pre_passes:
-        plain_sgd(rest_x[:n], rest_y[:n], sgd)
     modes = {"on": [True], "off": [False], "both": [False, True]}[args.compile]
     flushes = [True, False] if args.keep_subnormals else [True]
     nets, labels, compile_s, flush_of = {}, {}, {}, {}
     transfer_s: dict[str, float] = {}
     transfer_n: dict[str, int] = {}
-    examples: dict[str, int] = {}
 
-    def tally(key: str, n: int, timing: tuple[float, float, int]) -> tuple[float, float, int]:
-        """Add a pass of ``n`` examples to ``key``'s transfer time, transfers and examples."""
+    def tally(key: str, timing: tuple[float, float, int]) -> tuple[float, float, int]:
+        """Add a pass to ``key``'s transfer time and transfer count."""
         transfer_s[key] += timing[1]
         transfer_n[key] += timing[2]
-        examples[key] += n
         return timing
     for preset in args.presets:
         for compiled in modes:
@@ -189,34 +240,56 @@ def main() -> int:
                 key = f"{preset} (compiled)" if compiled else preset
                 if not flush:
                     key += " (subnormals kept)"
-                net = build(x, y, preset, args.chips, compiled)
+                try:
+                    net = build(x_all, y_all, x_test, y_test, preset, args.chips, compiled, overrides)
+                except ConfigError as exc:
+                    ap.error(str(exc))
                 if net is None:
                     continue
                 labels[key] = key if args.chips == 1 else f"{key} x{args.chips} chips"
+                transfer_s[key], transfer_n[key] = 0.0, 0
                 t0 = time.perf_counter()
-                chip(x[:500], y[:500], net, flush)  # warm-up; compiles the step
+                tally(key, chip(net, warmup, flush))  # compiles the step
                 if compiled:
                     compile_s[key] = time.perf_counter() - t0
-                transfer_s[key], transfer_n[key], examples[key] = 0.0, 0, 0
-                for n in pre_passes:
-                    tally(key, n, chip(rest_x[:n], rest_y[:n], net, flush))
+                if args.pretrain:
+                    tally(key, chip(net, args.pretrain, flush))
                 nets[key], flush_of[key] = net, flush
+    seeds = {net.trainer.config.training.seed for net in nets.values()}
+    if len(seeds) > 1:
+        ap.error(f"the presets train with different seeds ({sorted(seeds)}), so they see different images")
+    seed = seeds.pop() if seeds else 0
+
+    def sgd_pass(start: int, k: int) -> float:
+        """Plain SGD on training examples start .. start+k-1 of the chips' order (in chunks)."""
+        sec = 0.0
+        for a in range(start, start + k, 20_000):
+            idx = image_order(n_all, seed, a, min(20_000, start + k - a))
+            sec += plain_sgd(x_all[idx], y_all[idx], sgd)
+        return sec
+    sgd = plain_net(x_all.shape[1], n_out, hidden, lr)
+    sgd_pass(0, warmup + args.pretrain)
+    done = warmup + args.pretrain
+
     # chip speeds are those of the training step (transfer time taken out of each round); the
     # transfers' share is measured over every timed and pretraining pass and added back as an
     # amortised cost per example
     rounds: dict[str, list[float]] = {"pytorch_sgd": [], **{k: [] for k in nets}}
     for _ in range(args.repeats):
-        rounds["pytorch_sgd"].append(x.shape[0] / plain_sgd(x, y, sgd))
+        rounds["pytorch_sgd"].append(args.images / sgd_pass(done, args.images))
         for key, net in nets.items():
-            sec, ts, _ = tally(key, x.shape[0], chip(x, y, net, flush_of[key]))
-            rounds[key].append(args.chips * x.shape[0] / (sec - ts))
+            sec, ts, _ = tally(key, chip(net, args.images, flush_of[key]))
+            rounds[key].append(args.chips * args.images / (sec - ts))
+            assert net.seen == done + args.images
+        done += args.images
     results = {k: max(v) for k, v in rounds.items()}
-    amortised = {k: args.chips / (args.chips / results[k] + transfer_s[k] / examples[k]) for k in nets}
+    amortised = {k: args.chips / (args.chips / results[k] + transfer_s[k] / done) for k in nets}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    print(f"MNIST 528-250-125-10, minibatch 1, {args.images} images per round, best of {args.repeats}, "
-          f"after {args.pretrain} pretraining images, {torch.get_num_threads()} thread(s), torch {torch.__version__}, "
-          f"{platform.processor() or platform.machine()}")
+    print(f"MNIST 528-250-125-10, minibatch 1, Trainer.train, {args.images} images per round, best of "
+          f"{args.repeats}, after {args.pretrain} pretraining images, {torch.get_num_threads()} thread(s), "
+          f"{' '.join('--set ' + a for a in args.set) or 'presets as they are'}, "
+          f"torch {torch.__version__}, {platform.processor() or platform.machine()}")
     base = results["pytorch_sgd"]
     print(f"{'pytorch_sgd':<48} {base:8.0f} images/s   ratio 1.00")
     for key, label in labels.items():
@@ -226,19 +299,20 @@ def main() -> int:
         if transfer_n[key]:
             print(f"{'':<48} {amortised[key]:8.0f} images/s   ratio {amortised[key] / base:.2f}   with its "
                   f"{transfer_n[key]} transfers amortised ({transfer_s[key] / transfer_n[key]:.2f} s each, "
-                  f"{examples[key]} examples)")
+                  f"{done} examples)")
         else:
-            print(f"{'':<48} no transfer fell in the {examples[key]} timed and pretraining examples")
+            print(f"{'':<48} no transfer fell in the {done} timed and pretraining examples")
     for key, sec in compile_s.items():
-        print(f"compile + 500-image warm-up of {key}: {sec:.0f} s")
+        print(f"compile + {warmup}-image warm-up of {key}: {sec:.0f} s")
     print(f"peak resident memory {peak_mb:.0f} MB")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"images_per_s": results, "images_per_s_with_transfers": amortised,
-                       "transfer_s": transfer_s, "transfers": transfer_n, "examples": examples,
+                       "transfer_s": transfer_s, "transfers": transfer_n, "examples": done,
                        "peak_rss_mb": peak_mb, "images": args.images, "pretrain": args.pretrain,
-                       "compile_and_warmup_s": compile_s, "rounds_images_per_s": rounds,
-                       "threads": torch.get_num_threads(), "chips": args.chips, "argv": sys.argv}, fh, indent=2)
+                       "test_images": args.test_images, "compile_and_warmup_s": compile_s,
+                       "rounds_images_per_s": rounds, "threads": torch.get_num_threads(), "chips": args.chips,
+                       "argv": sys.argv}, fh, indent=2)
     return 0
 
 
