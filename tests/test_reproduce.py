@@ -256,6 +256,17 @@ def test_runs_of_one_experiment_merge_into_one_report(tmp_path, monkeypatch, cap
     assert {c["claim"] for c in entry["checks"]} >= {"the PCM-only 2-PCM cell is clearly worse"}
     text = (tmp_path / "m" / "report.md").read_text()
     assert "chips per variant: software 2, nature2018 2, 2pcm 1" in text and "merged from" in text
+    # each source run's CPU is recorded and shown; runs of one machine raise no warning
+    from analogtrain.experiment import cpu_model
+    assert [m["cpu"] for m in merged["merged_from"]] == [cpu_model(), cpu_model()]
+    assert f"CPU {cpu_model()}" in text and "different (or unrecorded) CPUs" not in text
+    # a run from another CPU: merged, with the warning that the same seed is then another run
+    res_b = json.loads((tmp_path / "b" / "results.json").read_text())
+    res_b["environment"]["cpu"] = "Some Other CPU @ 2.0GHz"
+    (tmp_path / "b" / "results.json").write_text(json.dumps(res_b))
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "mx")]) == 0
+    text_x = (tmp_path / "mx" / "report.md").read_text()
+    assert "different (or unrecorded) CPUs" in text_x and "CPU Some Other CPU @ 2.0GHz" in text_x
     for p in figure_paths(tmp_path / "m", "mnist").values():
         assert p.is_file() and p.stat().st_size > 10_000
     windows = sorted(p.name for p in (tmp_path / "m" / "data").glob("*.npz"))  # software has no pulses
@@ -334,3 +345,25 @@ def test_pulse_figure_falls_back_to_another_full_cell_variant():
     alone = {"nature2018-leaking-reference": v("2pcm+3t1c"), "nature2018-offset": v("2pcm+3t1c", False)}
     assert pulse_figure_rows(alone) == ["nature2018-leaking-reference"]
     assert pulse_figure_rows({"software": v("digital", False)}) == []
+
+
+def test_cpu_model_names_the_processor(tmp_path, monkeypatch):
+    """The run's environment names the CPU, read from /proc/cpuinfo where there is one."""
+    from analogtrain import experiment
+
+    name = experiment.cpu_model()
+    assert isinstance(name, str) and name and name != "unknown"
+    assert experiment.environment()["cpu"] == name
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: X\nmodel name\t: Test CPU 9000\n")
+    real_open = open
+
+    def fake_open(path, *args, **kwargs):
+        return real_open(cpuinfo if path == "/proc/cpuinfo" else path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert experiment.cpu_model() == "Test CPU 9000"
+    cpuinfo.write_text("processor\t: 0\n")  # no model line: falls back to platform, never empty
+    monkeypatch.setattr(experiment.platform, "processor", lambda: "")
+    monkeypatch.setattr(experiment.platform, "machine", lambda: "x86_64")
+    assert experiment.cpu_model() == "x86_64"

@@ -91,12 +91,32 @@ def train(config: ExperimentConfig | str, data, epochs: int | None = None, seed:
     return result
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo), else what :mod:`platform` knows.
+
+    Recorded with every run because float results depend on it: the same seed reruns bit for
+    bit on one machine, but CPUs with other vector units sum in another order, and over a
+    million minibatch-1 steps the trajectories part (docs/reproduce.md: MNIST software ends at
+    98.28 % on one VM and 98.04 % on another).
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Processor", "cpu model") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def environment() -> dict[str, Any]:
     return {
         "analogtrain": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "cpu": cpu_model(),
         "threads": torch.get_num_threads(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

@@ -129,7 +129,8 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
         # complete when every variant some run set out to train finished in one of the runs
         "complete": all(v in e["variants"] for e in experiments.values() for v in variants),
         "merged_from": [{"run": str(d), "variants": list(r.get("variants", [])), "chips": r.get("chips"),
-                         "time_utc": (r.get("environment") or {}).get("time_utc")} for d, r in loaded],
+                         "time_utc": (r.get("environment") or {}).get("time_utc"),
+                         "cpu": (r.get("environment") or {}).get("cpu")} for d, r in loaded],
         "merge_skipped": skipped,
     })
     try:

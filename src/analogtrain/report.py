@@ -735,12 +735,20 @@ def report_markdown(results: dict[str, Any], out: Path) -> str:
           f"* {chips_text} per variant, seed {results.get('seed')}, "
           f"{_n(results.get('threads'), 'torch thread')}, device {results.get('device')}",
           f"* total wall time {_fmt(results.get('wall_s'), 1)} s; analogtrain {env.get('analogtrain')}, "
-          f"torch {env.get('torch')}, Python {env.get('python')}, {env.get('platform')}, {env.get('time_utc')}",
+          f"torch {env.get('torch')}, Python {env.get('python')}, {env.get('platform')}, "
+          f"{'CPU ' + env['cpu'] + ', ' if env.get('cpu') else ''}{env.get('time_utc')}",
           "* everything below is in `results.json` (full configs, per-epoch accuracy per chip, pulse counts, "
           "histograms); per-synapse pulse windows are in `data/*.npz`"]
-    for m in results.get("merged_from", []):
+    merged = results.get("merged_from", [])
+    for m in merged:
+        cpu = f"; CPU {m['cpu']}" if m.get("cpu") else ""
         L.append(f"* merged from `{m['run']}` ({', '.join(m['variants'])}; {_n(m['chips'], 'chip')}; started "
-                 f"{m.get('time_utc')})")
+                 f"{m.get('time_utc')}{cpu})")
+    cpus = {m.get("cpu") or "not recorded" for m in merged}
+    if len(cpus) > 1:
+        L.append("* **the merged runs ran on different (or unrecorded) CPUs**: float kernels differ between CPUs, "
+                 "so the same seed does not give the same run, and the gaps below mix that spread with the "
+                 "variants' (on MNIST the software baseline moved 0.24 points between two machines)")
     for s in results.get("merge_skipped", []):
         L.append(f"* not used (also in another run, which trained more chips or was given first): {s}")
     L.append("")
