@@ -94,9 +94,9 @@ def train(config: ExperimentConfig | str, data, epochs: int | None = None, seed:
 def cpu_model() -> str:
     """The processor's model name (Linux: /proc/cpuinfo), else what :mod:`platform` knows.
 
-    Recorded with every run because float results depend on it: the same seed reruns bit for
-    bit on one machine, but CPUs with other vector units sum in another order, and over a
-    million minibatch-1 steps the trajectories part (docs/reproduce.md: MNIST software ends at
+    Recorded with every run because float results can depend on it: the same seed reruns bit
+    for bit on one machine, but a CPU whose float kernels sum in another order can part from it
+    over a million minibatch-1 steps (docs/reproduce.md: MNIST software ends at
     98.28 % on one VM and 98.04 % on another).
     """
     try:

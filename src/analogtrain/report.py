@@ -747,7 +747,7 @@ def report_markdown(results: dict[str, Any], out: Path) -> str:
     cpus = {m.get("cpu") or "not recorded" for m in merged}
     if len(cpus) > 1:
         L.append("* **the merged runs ran on different (or unrecorded) CPUs**: float kernels differ between CPUs, "
-                 "so the same seed does not give the same run, and the gaps below mix that spread with the "
+                 "so the same seed need not give the same run, and the gaps below may mix that spread with the "
                  "variants' (on MNIST the software baseline moved 0.24 points between two machines)")
     for s in results.get("merge_skipped", []):
         L.append(f"* not used (also in another run, which trained more chips or was given first): {s}")
