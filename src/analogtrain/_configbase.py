@@ -139,11 +139,14 @@ class ConfigBase:
         m = f.metadata
         where = self._where(f.name)
         unit = f" {m['unit']}" if m.get("unit") else ""
-        if m.get("choices") is not None and value not in m["choices"]:
-            close = difflib.get_close_matches(str(value), [str(c) for c in m["choices"]], n=1)
+        choices = m.get("choices")
+        if callable(choices):  # a registry that can grow (e.g. the cell kinds)
+            choices = choices()
+        if choices is not None and value not in choices:
+            close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ConfigError(
-                f"{where} must be one of {', '.join(map(repr, m['choices']))}, got {_r(value)}{hint}"
+                f"{where} must be one of {', '.join(map(repr, choices))}, got {_r(value)}{hint}"
             )
         vals = value if isinstance(value, tuple) else (value,)
         for v in vals:

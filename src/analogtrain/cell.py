@@ -33,6 +33,10 @@ import torch
 
 from .config import ChipConfig
 from .devices import Capacitor3T1C, PCMDevice
+from .interface import register_cell
+
+#: version of the named state of the cells (state_dict); bumped when names or meanings change
+CELL_STATE_VERSION = 1
 
 
 @dataclass
@@ -165,6 +169,43 @@ class _PCMPair:
         m = mask.to(torch.int64)
         return self._stats(pulses * m, unconverged * m, 0, int(mask.sum()))
 
+    # -- named state ------------------------------------------------------------------------
+    def _pair_state(self) -> dict[str, torch.Tensor]:
+        out = {
+            "g_plus_us": self.g_plus,
+            "g_minus_us": self.g_minus,
+            "programmed_at_s": self.programmed_at_s,
+            "time_s": torch.tensor(self.time_s, dtype=torch.float64),
+            "examples_since_drift": torch.tensor(self._examples_since_drift, dtype=torch.int64),
+        }
+        if self.drift:
+            out.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
+        return out
+
+    def _load_tensors(self, state: dict[str, torch.Tensor], names: dict[str, object]) -> None:
+        """Copy ``state[name]`` into each tensor of ``names`` (name -> target tensor); the
+        set of names must match exactly (one-line error naming what differs)."""
+        from .errors import CheckpointError
+
+        want = set(names) | {"time_s", "examples_since_drift", "version"}
+        got = set(state)
+        if got != want:
+            missing, extra = sorted(want - got), sorted(got - want)
+            raise CheckpointError(f"{type(self).__name__} state does not match this chip config "
+                                  f"(missing {missing or 'nothing'}, unexpected {extra or 'nothing'})")
+        version = int(state["version"])
+        if version != CELL_STATE_VERSION:
+            raise CheckpointError(f"{type(self).__name__} state has version {version}, this analogtrain reads "
+                                  f"version {CELL_STATE_VERSION}; retrain or load it with the version that wrote it")
+        for name, target in names.items():
+            src = state[name]
+            if tuple(src.shape) != tuple(target.shape):
+                raise CheckpointError(f"{type(self).__name__} state {name!r} has shape {tuple(src.shape)}, "
+                                      f"this layer needs {tuple(target.shape)}")
+            target.copy_(src)
+        self.time_s = float(state["time_s"])
+        self._examples_since_drift = int(state["examples_since_drift"])
+
     def advance_drift(self, examples: int) -> bool:
         """Re-evaluate drift every ``drift_refresh_examples``; True when W changed."""
         if not self.drift:
@@ -177,10 +218,12 @@ class _PCMPair:
         return False
 
 
+@register_cell("2pcm+3t1c")
 class HybridCells(_PCMPair):
     """2PCM + 3T1C cells: ``W = F (G+ - G-) + s (g - g_shared)`` (uS)."""
 
     has_capacitor = True
+    has_transfer = True
 
     def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype=torch.float32):
         super().__init__(cfg, shape, generator, device, dtype)
@@ -407,6 +450,53 @@ class HybridCells(_PCMPair):
         self.refresh_pcm()
         return stats
 
+    @classmethod
+    def maintenance_interval_examples(cls, chip: ChipConfig) -> int:  # noqa: ARG003
+        return 0
+
+    def maintain(self) -> TransferStats:
+        """Nothing: the transfer keeps the 3T1C within its range."""
+        return TransferStats()
+
+    def _named_tensors(self) -> dict[str, torch.Tensor]:
+        out = {
+            "v_c_v": self.v,
+            "v_shared_v": self.v_shared,
+            "polarity": self.polarity,
+            "threshold_shared_v": self.threshold_shared_v,
+            "row_clock": self._row_clock,
+        }
+        out.update({f"mismatch_{k}": v for k, v in self.mismatch.tensors().items()})
+        return out
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Named state, raw: the deferred leakage is not brought up to date (that would change
+        the float path of the run), its clocks are saved instead.  Tensors are the state
+        itself (not copies); scalars are 0-d tensors."""
+        out = {"version": torch.tensor(CELL_STATE_VERSION), **self._pair_state(), **self._named_tensors(),
+               "origin_s": torch.tensor(self._origin_s, dtype=torch.float64),
+               "rows_in_step": torch.tensor(self._rows_in_step)}
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        state = dict(state)
+        origin = state.pop("origin_s", None)
+        rows_in_step = state.pop("rows_in_step", None)
+        if origin is None or rows_in_step is None:
+            from .errors import CheckpointError
+
+            raise CheckpointError("HybridCells state lacks origin_s or rows_in_step; it was not written by "
+                                  "HybridCells.state_dict()")
+        targets: dict[str, object] = {"g_plus_us": self.g_plus, "g_minus_us": self.g_minus,
+                                      "programmed_at_s": self.programmed_at_s, **self._named_tensors()}
+        if self.drift:
+            targets.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
+        self._load_tensors(state, targets)
+        self._origin_s = float(origin)
+        self._rows_in_step = bool(rows_in_step)
+        self.now_t.fill_(self._now())
+        self.refresh_pcm()  # derived caches (W_pcm, read variance, column terms) from the state
+
     def state_tensors(self) -> dict[str, torch.Tensor]:
         self.sync()
         out = {
@@ -424,10 +514,12 @@ class HybridCells(_PCMPair):
         return out
 
 
+@register_cell("2pcm")
 class PCMPairCells(_PCMPair):
     """2-PCM baseline: ``W = F (G+ - G-)``, gradual partial SET and occasional RESET."""
 
     has_capacitor = False
+    has_transfer = False
 
     def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype=torch.float32):
         super().__init__(cfg, shape, generator, device, dtype)
@@ -504,6 +596,28 @@ class PCMPairCells(_PCMPair):
         """Pairs that need the occasional RESET: either device above the threshold."""
         thr = self.cfg.pcm.reset_threshold_us
         return (self.g_plus > thr) | (self.g_minus > thr)
+
+    @classmethod
+    def maintenance_interval_examples(cls, chip: ChipConfig) -> int:
+        return chip.pcm.reset_check_interval_examples
+
+    def maintain(self) -> TransferStats:
+        """The occasional RESET-and-reprogram of saturated pairs."""
+        return self.occasional_reset()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Named state (the tensors themselves; scalars as 0-d tensors)."""
+        return {"version": torch.tensor(CELL_STATE_VERSION), **self._pair_state(),
+                "set_step_plus": self.step_plus, "set_step_minus": self.step_minus}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        targets: dict[str, object] = {"g_plus_us": self.g_plus, "g_minus_us": self.g_minus,
+                                      "programmed_at_s": self.programmed_at_s,
+                                      "set_step_plus": self.step_plus, "set_step_minus": self.step_minus}
+        if self.drift:
+            targets.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
+        self._load_tensors(state, targets)
+        self.refresh_pcm()
 
     def occasional_reset(self) -> TransferStats:
         """RESET-and-reprogram every saturated pair to the weight it presented (read)."""

@@ -31,7 +31,20 @@ from typing import Any
 from ._configbase import ConfigBase, param
 from .errors import ConfigError
 
+#: the cell kinds built in; a new device registers its own (analogtrain.interface.register_cell)
 CELL_KINDS = ("2pcm+3t1c", "2pcm", "digital")
+_REGISTERED_KINDS: list[str] = []
+
+
+def register_cell_kind(kind: str) -> None:
+    """Make ``kind`` a valid ``chip.cell.kind`` (called by :func:`analogtrain.interface.register_cell`)."""
+    if kind not in CELL_KINDS and kind not in _REGISTERED_KINDS:
+        _REGISTERED_KINDS.append(kind)
+
+
+def cell_kinds() -> tuple[str, ...]:
+    """Every valid ``chip.cell.kind``: the built-in ones and those registered since."""
+    return CELL_KINDS + tuple(_REGISTERED_KINDS)
 SHARED_REFERENCES = ("held", "leaking")
 LEAK_CLOCKS = ("fixed", "cost-model")
 
@@ -159,7 +172,7 @@ class CellConfig(ConfigBase):
 
     section = "chip.cell"
 
-    kind: str = param("2pcm+3t1c", choices=CELL_KINDS, source="paper",
+    kind: str = param("2pcm+3t1c", choices=cell_kinds, source="paper",
                       doc="'2pcm+3t1c' full cell, '2pcm' PCM-only baseline, 'digital' exact FP32 software weights")
     gain_f: float = param(3.0, gt=0, source="assumed", doc="F, gain of the PCM pair over the 3T1C pair (paper: F > 1)")
     polarity_inversion: bool = param(True, source="paper", doc="flip s after each transfer")

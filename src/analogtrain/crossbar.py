@@ -25,8 +25,9 @@ from typing import NamedTuple
 import torch
 
 from ._ops import rowblock_mv
-from .cell import HybridCells, PCMPairCells, TransferStats
+from .cell import TransferStats
 from .config import ChipConfig
+from .interface import UnitCells, cell_class
 from .noise import GeneratorNoise, NoiseSource
 from .periphery import Periphery
 from .pulses import PulseGenerator
@@ -62,18 +63,17 @@ class AnalogCrossbar:
 
     def __init__(self, n_in: int, n_out: int, chip: ChipConfig, learning_rate: float, chips: int,
                  generator: torch.Generator, device: torch.device | str = "cpu", dtype=torch.float32,
-                 layer_index: int = 0, tracked_synapses: int = TRACKED_SYNAPSES, output_layer: bool = False):
-        self.n_in, self.n_out, self.rows, self.chips = n_in, n_out, n_in + 1, chips
+                 layer_index: int = 0, tracked_synapses: int = TRACKED_SYNAPSES, output_layer: bool = False,
+                 bias: bool = True, max_weight: float | None = None):
+        self.bias = bias
+        self.n_in, self.n_out, self.rows, self.chips = n_in, n_out, n_in + int(bias), chips
         self.cfg = chip
         self.generator = generator
         shape = (chips, self.rows, n_out)
-        if chip.cell.kind == "2pcm+3t1c":
-            self.cells: HybridCells | PCMPairCells = HybridCells(chip, shape, generator, device, dtype)
-        elif chip.cell.kind == "2pcm":
-            self.cells = PCMPairCells(chip, shape, generator, device, dtype)
-        else:
-            raise ValueError(f"AnalogCrossbar cannot hold cells of kind {chip.cell.kind!r}")
-        self.scale_us = chip.us_per_weight(layer_index)
+        self.cells: UnitCells = cell_class(chip.cell.kind)(chip, shape, generator, device, dtype)
+        # uS that represent a software weight of 1: F g_program_max_us / max_weight
+        self.scale_us = (chip.us_per_weight(layer_index) if max_weight is None
+                         else chip.cell.gain_f * chip.pcm.g_program_max_us / max_weight)
         self.periphery = Periphery(chip.periphery, output_layer)
         self.pulse_gen = PulseGenerator(chip.update, learning_rate * self.scale_us / self.cells.nominal_step_us)
         self.noisy_read = chip.pcm.read_noise_us > 0 or chip.pcm.read_noise_rel > 0
@@ -121,7 +121,11 @@ class AnalogCrossbar:
 
     def input_(self, x: torch.Tensor) -> torch.Tensor:
         """Row inputs as the DAC sets them: ``x`` [chips, batch, n_in] plus the bias row (a new tensor)."""
-        return self.periphery.forward_input_(_with_bias(x))
+        return self.periphery.forward_input_(_with_bias(x) if self.bias else x.clone())
+
+    def set_learning_rate(self, learning_rate: float) -> None:
+        """The eta of the update: pulses per unit of ``eta x delta`` follow it."""
+        self.pulse_gen.k = float(learning_rate) * self.scale_us / self.cells.nominal_step_us
 
     def active_rows(self, xa: torch.Tensor) -> torch.Tensor | None:
         """Rows with a non-zero input on any chip (one training example), or None for all rows.
@@ -157,6 +161,11 @@ class AnalogCrossbar:
             y, self._ctx = self.train_forward(xa, self.active_rows(xa), self._noise())
             return y
         noise = self._noise()
+        return self.read(xa, noise)
+
+    def read(self, xa: torch.Tensor, noise: NoiseSource | None = None) -> torch.Tensor:
+        """Forward read of DAC'd row inputs ``xa`` [chips, batch, rows] -> column outputs (weight units)."""
+        noise = self._noise() if noise is None else noise
         y = torch.bmm(xa, self.cells.weight_us())
         if self.noisy_read:
             self._read_noise(xa, self.cells.read_var_us2, y, False, noise)
@@ -173,7 +182,7 @@ class AnalogCrossbar:
         if self.noisy_read:
             self._read_noise(dn, self.cells.read_var_us2, z, True, noise)
         self._output_noise(z, noise)
-        return self.periphery.backward_output_(z[..., :-1], scale, 1.0 / self.scale_us)
+        return self.periphery.backward_output_(z[..., :-1] if self.bias else z, scale, 1.0 / self.scale_us)
 
     # -- one training step: pure tensor work (compilable), then after_update() ----------
     def train_forward(self, xa: torch.Tensor, rows: torch.Tensor | None,
@@ -212,6 +221,16 @@ class AnalogCrossbar:
         self.updates += 1
         self.cells.after_update()
 
+    def apply_update(self, x: torch.Tensor, d: torch.Tensor, noise: NoiseSource | None = None) -> None:
+        """One update cycle for every event: DAC'd row inputs ``x`` [chips, E, rows] and column
+        errors ``d`` [chips, E, cols] (``d = -dLoss/dy``), E update events (examples of a
+        minibatch, output positions of a convolution) whose pulse coincidences add up in each
+        cell.  Leakage of every row is brought up to date first (exact), as in
+        :meth:`train_forward`.  The path of :meth:`train_update`, for all rows."""
+        noise = self._noise() if noise is None else noise
+        _, v = self.cells.read_block(None)
+        self.train_update(d, StepContext(x, None, None, v), noise)  # type: ignore[arg-type]
+        self.after_update()
     # -- update ------------------------------------------------------------------------
     def update(self, d: torch.Tensor) -> None:
         """Apply the update for errors ``d`` [chips, n_out] and the inputs of the last forward."""
@@ -252,9 +271,7 @@ class AnalogCrossbar:
 
     def maintain(self) -> TransferStats:
         """2-PCM cells: the occasional RESET of saturated pairs; nothing for other cells."""
-        if isinstance(self.cells, PCMPairCells):
-            return self.cells.occasional_reset()
-        return TransferStats()
+        return self.cells.maintain()
 
     def has_nonfinite(self) -> bool:
         return not bool(torch.isfinite(self.cells.weight_us()).all())

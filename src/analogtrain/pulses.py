@@ -52,6 +52,12 @@ class PulseGenerator:
     def counts(self, x: torch.Tensor, d: torch.Tensor, noise: "NoiseSource | torch.Generator | None") -> PulseBatch:
         """Pulse counts [C, rows, cols] for row inputs ``x`` [C, rows] and column errors ``d`` [C, cols].
 
+        Several update events per chip (the examples of a minibatch, the output positions of
+        a convolution): ``x`` [C, E, rows] and ``d`` [C, E, cols].  Each event is its own
+        update cycle with its own pulse trains and gains, and the counts are summed over the
+        events (a cell counts every coincidence it receives); with E = 1 this is the same
+        computation, drawing the same random words, as the two-dimensional form.
+
         ``noise`` is a noise source (:mod:`analogtrain.noise`) or a generator to draw from.
         """
         if self.cfg.pulse_mode == "rounded":
@@ -62,6 +68,11 @@ class PulseGenerator:
 
     def _rounded(self, x, d) -> PulseBatch:
         limit = float(self.cfg.pulse_train_length)
+        if x.dim() == 3:  # events: each rounded and clipped on its own, then summed
+            n = torch.mul(x.unsqueeze(-1), d.unsqueeze(-2)).mul_(self.k).round_()
+            sat = n.abs().amax(dim=(1, 2, 3)) > limit
+            n = n.clamp_(-limit, limit).sum(dim=1)
+            return PulseBatch(n, n.abs().sum(dim=(1, 2)), sat)
         n = torch.mul(x.unsqueeze(-1), d.unsqueeze(-2))
         n.mul_(self.k).round_()
         sat = n.abs().amax(dim=(1, 2)) > limit
@@ -70,7 +81,7 @@ class PulseGenerator:
 
     def _stochastic(self, x, d, noise) -> PulseBatch:
         """Coincidences of random pulse trains.  Row inputs are non-negative (the DAC clips
-        them to [0, range]); column errors carry the sign."""
+        them to [0, range]); column errors carry the sign.  ``x`` [C, (E,) rows]."""
         length = self.cfg.pulse_train_length
         rows = x.shape[-1]
         ad = d.abs()
@@ -82,10 +93,15 @@ class PulseGenerator:
         gx = q2.clamp(max=1.0).sqrt_()
         gd = gx / md.clamp_(min=1e-30)
         gx.div_(mx.clamp_(min=1e-30))
-        r = noise.words((x.shape[0], rows + d.shape[-1], length))
+        r = noise.words((*x.shape[:-1], rows + d.shape[-1], length))
         px, qd = (x * gx).unsqueeze(-1), ad.mul_(gd).unsqueeze(-1)
-        bx, bd = fires(r[:, :rows], px).to(x.dtype), fires(r[:, rows:], qd).to(x.dtype)
-        total = (bx.sum(dim=1) * bd.sum(dim=1)).sum(dim=-1)
+        bx, bd = fires(r[..., :rows, :], px).to(x.dtype), fires(r[..., rows:, :], qd).to(x.dtype)
+        total = (bx.sum(dim=-2) * bd.sum(dim=-2)).sum(dim=-1)  # coincidences per slot, summed
         bd.mul_(torch.sign(d).unsqueeze(-1))
+        if x.dim() == 3:  # events are further slots of one long train: [C, rows, E * L]
+            total = total.sum(dim=1)
+            bx = bx.permute(0, 2, 1, 3).flatten(2)
+            bd = bd.permute(0, 2, 1, 3).flatten(2)
+            sat = sat.squeeze(-1).any(dim=1, keepdim=True)
         n = torch.bmm(bx, bd.transpose(1, 2))
         return PulseBatch(n, total, sat.squeeze(-1))

@@ -17,8 +17,14 @@ class TransferSchedule:
     def __init__(self, chip: ChipConfig, columns_per_layer: list[int], device="cpu"):
         self.interval = chip.transfer.interval_examples
         self.mode = chip.transfer.mode
-        self.has_transfer = chip.cell.kind == "2pcm+3t1c"
-        self.reset_interval = chip.pcm.reset_check_interval_examples if chip.cell.kind == "2pcm" else 0
+        if chip.cell.kind == "digital":
+            self.has_transfer, self.reset_interval = False, 0
+        else:
+            from .interface import cell_class
+
+            cls = cell_class(chip.cell.kind)
+            self.has_transfer = bool(cls.has_transfer)
+            self.reset_interval = int(cls.maintenance_interval_examples(chip))
         self.n_layers = len(columns_per_layer)
         self._tables: list[dict[int, torch.Tensor]] = []
         if self.mode == "column":
