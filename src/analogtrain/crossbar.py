@@ -66,6 +66,7 @@ class AnalogCrossbar:
                  layer_index: int = 0, tracked_synapses: int = TRACKED_SYNAPSES, output_layer: bool = False,
                  bias: bool = True, max_weight: float | None = None):
         self.bias = bias
+        self.device, self.dtype = torch.device(device), dtype
         self.n_in, self.n_out, self.rows, self.chips = n_in, n_out, n_in + int(bias), chips
         self.cfg = chip
         self.generator = generator
@@ -117,7 +118,7 @@ class AnalogCrossbar:
         return out
 
     def _noise(self) -> GeneratorNoise:
-        return GeneratorNoise(self.generator, self.cells.g_plus.device, self.cells.g_plus.dtype)
+        return GeneratorNoise(self.generator, self.device, self.dtype)
 
     def input_(self, x: torch.Tensor) -> torch.Tensor:
         """Row inputs as the DAC sets them: ``x`` [chips, batch, n_in] plus the bias row (a new tensor)."""

@@ -115,8 +115,10 @@ def register_cell(kind: str) -> Callable[[_T], _T]:
     """
 
     def deco(cls: _T) -> _T:
-        if kind in _CELLS and _CELLS[kind] is not cls:
-            raise ValueError(f"cell kind {kind!r} is already registered to {_CELLS[kind]!r}")
+        old = _CELLS.get(kind)
+        same = old is not None and (old.__module__, old.__qualname__) == (cls.__module__, cls.__qualname__)
+        if old is not None and old is not cls and not same:  # a re-run definition (reload, notebook) replaces
+            raise ValueError(f"cell kind {kind!r} is already registered to {old.__module__}.{old.__qualname__}")
         _CELLS[kind] = cls  # type: ignore[assignment]
         cls.kind = kind  # type: ignore[attr-defined]
         register_cell_kind(kind)

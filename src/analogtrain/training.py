@@ -399,10 +399,9 @@ class Trainer:
         floating-point path of the run)."""
         for li, layer in enumerate(self.mlp.layers):
             cells = getattr(layer, "cells", None)
-            names = ("g_plus", "g_minus", "v") if cells is not None else ("w",)
-            for name in names:
-                t = getattr(cells if cells is not None else layer, name, None)
-                if isinstance(t, torch.Tensor) and not bool(torch.isfinite(t).all()):
+            state = cells.state_dict() if cells is not None else {"w": layer.w}  # raw: nothing synced
+            for t in state.values():
+                if t.is_floating_point() and not bool(torch.isfinite(t).all()):
                     exc = TrainingDivergedError(
                         f"non-finite device state appeared in layer {li + 1} after {self.state.examples_seen} "
                         "examples; lower training.learning_rate or check the chip config"

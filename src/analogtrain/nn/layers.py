@@ -131,7 +131,7 @@ class AnalogLayer(nn.Module):
     # -- weights -------------------------------------------------------------------------
     def program_(self, weight: torch.Tensor, bias: torch.Tensor | None = None) -> None:
         """Program the cells to present ``weight`` [out, in] (and ``bias`` [out]) by closed-loop tuning."""
-        w = weight.detach().reshape(self.tile.n_out, -1).to(self.tile.cells.g_plus.device, torch.float32)
+        w = weight.detach().reshape(self.tile.n_out, -1).to(self.tile.device, torch.float32)
         if self.tile.bias:
             b = torch.zeros(self.tile.n_out, device=w.device) if bias is None else bias.detach().to(w)
             w = torch.cat([w, b.view(-1, 1)], dim=1)
@@ -143,7 +143,7 @@ class AnalogLayer(nn.Module):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7)
         bound = 1.0 / math.sqrt(fan_in)
         w = (torch.rand((self.tile.n_out, self.tile.rows), generator=g) * 2 - 1) * bound
-        self.tile.program(w.unsqueeze(0).to(self.tile.cells.g_plus.device))
+        self.tile.program(w.unsqueeze(0).to(self.tile.device))
 
     def presented_weights(self) -> torch.Tensor:
         """The weights the array presents now [out, rows] (software units, bias column last)."""
