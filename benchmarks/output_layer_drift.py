@@ -32,7 +32,7 @@ import analogtrain as at
 from analogtrain.config import merge_overrides
 from analogtrain.training import Trainer
 
-PRESET = "nature2018-leaking-reference"
+PRESET = "nature2018"
 
 KNOBS: dict[str, tuple[str, dict]] = {
     "software": ("software", {}),

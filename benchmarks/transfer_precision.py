@@ -19,7 +19,7 @@ measures the error directly, for a grid of tuning tolerances and averaged reads
 
 Usage::
 
-    python benchmarks/transfer_precision.py [--preset nature2018-leaking-reference]
+    python benchmarks/transfer_precision.py [--preset nature2018]
         [--tolerance 0.3 0.2 0.1] [--reads 1 4 16] [--max-iterations 20 60] [--chips 2]
         [--set KEY=VALUE] [--json OUT]
 
@@ -125,8 +125,8 @@ def table(rows: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--preset", default="nature2018-leaking-reference", help="chip preset (default "
-                    "nature2018-leaking-reference; nature2018 differs only in the reference cell and the offset)")
+    ap.add_argument("--preset", default="nature2018", help="chip preset (default "
+                    "nature2018: the leaking reference)")
     ap.add_argument("--tolerance", type=float, nargs="+", default=[0.3, 0.2, 0.1], help="tuning tolerances, µS")
     ap.add_argument("--reads", type=int, nargs="+", default=[1, 4, 16], help="reads averaged per read")
     ap.add_argument("--max-iterations", type=int, nargs="+", default=[20, 60], help="program-verify iterations")

@@ -18,7 +18,7 @@ rounding (measuring applies the deferred leakage at that moment; a test checks t
 Usage::
 
     python benchmarks/transfer_sawtooth.py --data-dir ../shared/data/mnist \
-        [--preset nature2018 --preset nature2018-leaking-reference] [--chips 3] \
+        [--preset nature2018-held-reference --preset nature2018] [--chips 3] \
         [--set chip.capacitor.leak_time_constant_s=1e6] [--json OUT]
 
 Deterministic for a given seed.
@@ -121,8 +121,8 @@ def summarize(run: dict) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", required=True, help="folder with the four MNIST files")
-    ap.add_argument("--preset", action="append", help="chip preset (repeatable; default nature2018 and "
-                                                      "nature2018-leaking-reference)")
+    ap.add_argument("--preset", action="append", help="chip preset (repeatable; default nature2018-held-reference and "
+                                                      "nature2018)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override for every preset")
     ap.add_argument("--chips", type=int, default=3, help="chips per preset (default 3)")
     ap.add_argument("--seed", type=int, default=0)
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"transfer_sawtooth: error: {exc}", file=sys.stderr)
         return 2
     runs = []
-    for preset in args.preset or ["nature2018", "nature2018-leaking-reference"]:
+    for preset in args.preset or ["nature2018-held-reference", "nature2018"]:
         run = {"preset": preset, "overrides": overrides,
                **follow(build_trainer(data, preset, overrides, args), args)}
         print("\n".join(summarize(run)), flush=True)

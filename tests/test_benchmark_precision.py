@@ -19,13 +19,13 @@ STD = (0.23, 0.40)
 
 
 def _measure(**transfer):
-    cfg = at.get_preset("nature2018-leaking-reference", {"chip": {"transfer": transfer}})
+    cfg = at.get_preset("nature2018", {"chip": {"transfer": transfer}})
     return prec.measure(cfg, layers=SMALL, weight_std=STD, chips=2, seed=1)
 
 
 def test_transfer_error_follows_tolerance_and_reads():
     default = _measure()
-    chip = at.get_preset("nature2018-leaking-reference").chip
+    chip = at.get_preset("nature2018").chip
     for i, lay in enumerate(default["layers"]):
         # a converged device ends within the tolerance of its target: |error| <= F * tol per weight,
         # plus the read of W (two devices, read noise of at most 0.05 uS + 1 % of ~10 uS each)

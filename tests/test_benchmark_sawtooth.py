@@ -33,9 +33,9 @@ def _args(**kw) -> Namespace:
 
 def test_measuring_leaves_training_unchanged(digits):
     args = _args()
-    measured = saw.build_trainer(digits, "nature2018", OVERRIDES, args)
+    measured = saw.build_trainer(digits, "nature2018-held-reference", OVERRIDES, args)
     run = saw.follow(measured, args)
-    plain = saw.build_trainer(digits, "nature2018", OVERRIDES, args)
+    plain = saw.build_trainer(digits, "nature2018-held-reference", OVERRIDES, args)
     _, stop = saw.window(plain, args)
     plain.train(progress=False, on_step=lambda tr: tr.state.examples_seen >= stop)
     assert measured.state.examples_seen == plain.state.examples_seen == stop
@@ -56,8 +56,8 @@ def test_measuring_leaves_training_unchanged(digits):
 
 def test_capacitor_term_resets_at_transfer_and_held_reference_drifts(digits):
     args = _args()
-    held = saw.follow(saw.build_trainer(digits, "nature2018", OVERRIDES, args), args)
-    leaking = saw.follow(saw.build_trainer(digits, "nature2018-leaking-reference", OVERRIDES, args), args)
+    held = saw.follow(saw.build_trainer(digits, "nature2018-held-reference", OVERRIDES, args), args)
+    leaking = saw.follow(saw.build_trainer(digits, "nature2018", OVERRIDES, args), args)
     for run in (held, leaking):
         for p in run["points"]:
             if p["since_transfer"] == 0:  # right after a transfer: g back at reset, only V_T mismatch left

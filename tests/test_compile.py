@@ -50,7 +50,7 @@ needs_compiler = pytest.mark.skipif(
 
 
 @needs_compiler
-@pytest.mark.parametrize("preset", ["nature2018", "nature2018-leaking-reference", "2pcm"])
+@pytest.mark.parametrize("preset", ["nature2018", "nature2018-held-reference", "2pcm"])
 def test_compiled_step_matches_eager_and_is_deterministic(preset):
     x, y = _examples()
     cfg, eager = _net(preset)
@@ -74,7 +74,7 @@ def test_compiled_step_matches_eager_and_is_deterministic(preset):
     {"periphery": {"output_noise": 0.01}},
     {"pcm": {"read_noise_us": 0.0, "read_noise_rel": 0.0}},
 ])
-@pytest.mark.parametrize("preset", ["nature2018", "nature2018-leaking-reference", "2pcm"])
+@pytest.mark.parametrize("preset", ["nature2018", "nature2018-held-reference", "2pcm"])
 def test_noise_demand_matches_what_the_step_draws(preset, overrides):
     """The eager step raises if the pre-drawn random numbers are not used exactly."""
     x, y = _examples(4)

@@ -109,8 +109,9 @@ def test_mismatch_gives_each_cell_its_own_fixed_up_down_asymmetry():
     assert torch.equal(a.step_up_v, b.step_up_v)
 
 
-def test_leakage_follows_its_exponential():
-    cfg = chip(capacitor={"leak_time_constant_s": 2e-3}, pcm=QUIET_PCM)
+@pytest.mark.parametrize("reference", ["held", "leaking"])
+def test_leakage_follows_its_exponential(reference):
+    cfg = chip(capacitor={"leak_time_constant_s": 2e-3}, pcm=QUIET_PCM, cell={"shared_reference": reference})
     cells = HybridCells(cfg, (1, 4, 3), gen(), "cpu")
     cells.v.fill_(0.3)
     cells._stale = True
@@ -119,8 +120,9 @@ def test_leakage_follows_its_exponential():
     cells.sync()
     expected = 0.8 + (0.3 - 0.8) * math.exp(-1.0)
     torch.testing.assert_close(cells.v, torch.full_like(cells.v, expected), rtol=1e-5, atol=1e-6)
-    # the shared reference is held at the reset voltage and does not leak
-    torch.testing.assert_close(cells.v_shared, torch.full_like(cells.v_shared, 0.5))
+    # a held reference stays at the reset voltage; a leaking one (the default) relaxes like the cells
+    ref = 0.5 if reference == "held" else 0.8 + (0.5 - 0.8) * math.exp(-1.0)
+    torch.testing.assert_close(cells.v_shared, torch.full_like(cells.v_shared, ref), rtol=1e-5, atol=1e-6)
 
 
 def test_deferred_leak_of_untouched_rows_equals_leaking_every_step():

@@ -339,11 +339,11 @@ def test_pulse_figure_falls_back_to_another_full_cell_variant():
     def v(kind, window=True):
         return {"config": {"chip": {"cell": {"kind": kind}}}, "pulse_window_file": "w.npz" if window else None}
     both = {"software": v("digital", False), "nature2018": v("2pcm+3t1c"), "2pcm": v("2pcm"),
-            "nature2018-leaking-reference": v("2pcm+3t1c")}
+            "nature2018-held-reference": v("2pcm+3t1c")}
     assert pulse_figure_rows(both) == ["nature2018", "2pcm"]
     # a run of the leaking reference alone still gets its ED Fig. 2
-    alone = {"nature2018-leaking-reference": v("2pcm+3t1c"), "nature2018-offset": v("2pcm+3t1c", False)}
-    assert pulse_figure_rows(alone) == ["nature2018-leaking-reference"]
+    alone = {"nature2018-held-reference": v("2pcm+3t1c"), "nature2018-offset": v("2pcm+3t1c", False)}
+    assert pulse_figure_rows(alone) == ["nature2018-held-reference"]
     assert pulse_figure_rows({"software": v("digital", False)}) == []
 
 

@@ -10,30 +10,29 @@ from .errors import ConfigError
 
 _DEFAULT = ExperimentConfig().to_dict()
 
-# name -> (one-line description, overrides of the default config)
+# name -> (one-line description, overrides of the default config; ExperimentConfig() is nature2018)
 _PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "nature2018": (
-        "full 2PCM+3T1C cell, F=3, polarity inversion, transfer every 8,000 examples (the paper's chip; "
-        "transfer offset 0, see nature2018-offset)",
-        {"chip": {"cell": {"transfer_offset_us": 0.0}}},
+        "the paper's chip: 2PCM+3T1C cell, F=3, polarity inversion, transfer every 8,000 examples, a reference "
+        "3T1C g_shared that leaks like the cells (transfer offset 0, see nature2018-offset)",
+        {},
     ),
-    "nature2018-leaking-reference": (
-        "as nature2018 with a reference cell g_shared that leaks like the cells (SYSTEM.md holds it), so leakage "
-        "cancels in g - g_shared instead of shifting whole columns",
-        {"chip": {"cell": {"transfer_offset_us": 0.0, "shared_reference": "leaking"}}},
+    "nature2018-held-reference": (
+        "ablation: as nature2018 with the reference g_shared actively held at the reset voltage, so the cells' "
+        "leakage shifts whole columns (MNIST needs a leak time constant of ~10 ms or more)",
+        {"chip": {"cell": {"shared_reference": "held"}}},
     ),
     "nature2018-offset": (
         "as nature2018 with the paper's 2 uS transfer offset (in our model it shifts every weight after a transfer)",
-        {},
+        {"chip": {"cell": {"transfer_offset_us": 2.0}}},
     ),
     "nature2018-no-inversion": (
         "as nature2018 without polarity inversion: the 3T1C up/down mismatch is no longer cancelled",
-        {"chip": {"cell": {"polarity_inversion": False, "transfer_offset_us": 0.0}}},
+        {"chip": {"cell": {"polarity_inversion": False}}},
     ),
     "nature2018-ideal-cmos": (
         "as nature2018 with no CMOS mismatch (identical pull-up/pull-down and V_T in every cell)",
-        {"chip": {"capacitor": {"current_mismatch_rel": 0.0, "read_threshold_mismatch_v": 0.0},
-                  "cell": {"transfer_offset_us": 0.0}}},
+        {"chip": {"capacitor": {"current_mismatch_rel": 0.0, "read_threshold_mismatch_v": 0.0}}},
     ),
     "2pcm": (
         "PCM-only cell W = F(G+ - G-): gradual partial SET, occasional RESET of saturated pairs (the group's 2015 design)",
@@ -45,6 +44,13 @@ _PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }
 
+#: former names, still accepted: name -> (the preset it is now, why)
+RENAMED: dict[str, tuple[str, str]] = {
+    "nature2018-leaking-reference": (
+        "nature2018", "the leaking reference is the paper's chip now (nature2018); the held one is "
+                      "nature2018-held-reference"),
+}
+
 PRESET_NAMES: tuple[str, ...] = tuple(_PRESETS)
 
 
@@ -52,7 +58,18 @@ def preset_descriptions() -> dict[str, str]:
     return {name: desc for name, (desc, _) in _PRESETS.items()}
 
 
+def canonical_name(name: str) -> str:
+    """The current name of preset ``name`` (a renamed preset's new name; others unchanged)."""
+    return RENAMED[name][0] if name in RENAMED else name
+
+
 def _lookup(name: str) -> tuple[str, dict[str, Any]]:
+    if name in RENAMED:
+        import warnings
+
+        new, why = RENAMED[name]
+        warnings.warn(f"preset {name!r} was renamed: {why}; use {new!r}", FutureWarning, stacklevel=3)
+        name = new
     if name not in _PRESETS:
         close = difflib.get_close_matches(name, PRESET_NAMES, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

@@ -1,7 +1,8 @@
 """Reproduce the experiments of Ambrogio et al. (Nature 558, 60-67, 2018) in one command.
 
 ``run_reproduction("mnist", "runs/reproduce")`` trains every variant (software baseline,
-``nature2018``, ``nature2018-no-inversion``, ``2pcm``, ``nature2018-ideal-cmos``) of one
+``nature2018``, ``nature2018-held-reference``, ``nature2018-no-inversion``, ``nature2018-ideal-cmos``,
+``2pcm``) of one
 experiment, ``chips`` simulated chips per variant trained together in one
 :class:`~analogtrain.training.Trainer` (``training.chips``), and writes ``results.json``,
 ``report.md`` and PNG figures (:mod:`analogtrain.report`) into the output folder.
@@ -53,8 +54,8 @@ from .errors import ConfigError, DataError
 
 EXPERIMENTS: tuple[str, ...] = ("mnist", "mnist-backrand", "cifar10", "cifar100")
 DEFAULT_VARIANTS: tuple[str, ...] = (
-    "software", "nature2018", "nature2018-no-inversion", "2pcm", "nature2018-ideal-cmos",
-    "nature2018-leaking-reference",
+    "software", "nature2018", "nature2018-held-reference", "nature2018-no-inversion", "nature2018-ideal-cmos",
+    "2pcm",
 )
 #: the variant whose batched-vs-one-chip wall time is measured
 TIMING_VARIANT = "nature2018"
@@ -572,8 +573,12 @@ def resolve_variants(variants: Sequence[str] | None) -> list[str]:
         return list(DEFAULT_VARIANTS)
     if isinstance(variants, str):
         variants = [variants]
+    from .presets import RENAMED, canonical_name
+
     out: list[str] = []
     for v in variants:
+        if v in RENAMED:
+            v = canonical_name(v)
         if v not in PRESET_NAMES:
             close = difflib.get_close_matches(str(v), PRESET_NAMES, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
