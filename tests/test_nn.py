@@ -274,3 +274,30 @@ def test_state_moves_to_cuda_and_back():
 def test_a_digital_chip_is_refused():
     with pytest.raises(ConfigError, match="torch.nn.Linear"):
         ann.AnalogLinear(3, 2, chip="software")
+
+
+def test_the_simulator_does_not_import_the_cost_model():
+    """Dependencies run one way: the layers, the optimizer and the trainer never load analogtrain.cost."""
+    import subprocess
+    import sys
+
+    code = ("import sys, analogtrain.training, analogtrain.nn, analogtrain.optim, analogtrain.timing; "
+            "print(sorted(m for m in sys.modules if m.startswith('analogtrain.cost')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_leak_clock_and_the_cost_model_read_one_timing():
+    from analogtrain.cost.model import estimate
+    from analogtrain.cost.params import chip_cost_params
+    from analogtrain.timing import chip_timing
+    from analogtrain.training import chip_time_per_example_s
+
+    cfg = get_preset("nature2018", {"chip": {"update": {"pulse_train_length": 62}},
+                                    "training": {"leak_clock": "cost-model"}})
+    sizes = [528, 250, 125, 10]
+    t = chip_timing(cfg.chip, sizes)
+    assert chip_time_per_example_s(cfg, sizes) == t.time_per_example_s
+    assert estimate(sizes, chip_cost_params(cfg.chip)).time_per_example_s == t.time_per_example_s
+    # the update phase follows the chip's 62 slots of 10 ns (+ 5 ns gaps, + 20 ns overhead)
+    assert t.breakdown_s["update"] == pytest.approx((62 * 15 + 20) * 1e-9)

@@ -93,15 +93,20 @@ class PulseGenerator:
         gx = q2.clamp(max=1.0).sqrt_()
         gd = gx / md.clamp_(min=1e-30)
         gx.div_(mx.clamp_(min=1e-30))
-        r = noise.words((*x.shape[:-1], rows + d.shape[-1], length))
-        px, qd = (x * gx).unsqueeze(-1), ad.mul_(gd).unsqueeze(-1)
-        bx, bd = fires(r[..., :rows, :], px).to(x.dtype), fires(r[..., rows:, :], qd).to(x.dtype)
-        total = (bx.sum(dim=-2) * bd.sum(dim=-2)).sum(dim=-1)  # coincidences per slot, summed
-        bd.mul_(torch.sign(d).unsqueeze(-1))
-        if x.dim() == 3:  # events are further slots of one long train: [C, rows, E * L]
-            total = total.sum(dim=1)
-            bx = bx.permute(0, 2, 1, 3).flatten(2)
-            bd = bd.permute(0, 2, 1, 3).flatten(2)
+        if x.dim() == 3:  # events: slots of every event side by side, [C, lines, E * L], no copies
+            c, e = x.shape[0], x.shape[1]
+            r = noise.words((c, rows + d.shape[-1], e, length))  # the E = 1 layout of the 2-D form
+            px, qd = (x * gx).transpose(1, 2).unsqueeze(-1), ad.mul_(gd).transpose(1, 2).unsqueeze(-1)
+            bx, bd = fires(r[:, :rows], px).to(x.dtype), fires(r[:, rows:], qd).to(x.dtype)
+            total = (bx.sum(dim=1) * bd.sum(dim=1)).sum(dim=(1, 2))
+            bd.mul_(torch.sign(d).transpose(1, 2).unsqueeze(-1))
+            bx, bd = bx.view(c, rows, e * length), bd.view(c, d.shape[-1], e * length)
             sat = sat.squeeze(-1).any(dim=1, keepdim=True)
+        else:
+            r = noise.words((x.shape[0], rows + d.shape[-1], length))
+            px, qd = (x * gx).unsqueeze(-1), ad.mul_(gd).unsqueeze(-1)
+            bx, bd = fires(r[:, :rows], px).to(x.dtype), fires(r[:, rows:], qd).to(x.dtype)
+            total = (bx.sum(dim=1) * bd.sum(dim=1)).sum(dim=-1)
+            bd.mul_(torch.sign(d).unsqueeze(-1))
         n = torch.bmm(bx, bd.transpose(1, 2))
         return PulseBatch(n, total, sat.squeeze(-1))

@@ -90,24 +90,20 @@ def chip_time_per_example_s(config: ExperimentConfig, sizes: list[int]) -> float
     """The chip time (s) that passes per training example, as leakage sees it.
 
     ``training.leak_clock = "fixed"``: ``training.time_per_example_s``.  ``"cost-model"``: the
-    cost model's time per example for the network ``sizes`` (docs/cost_model.md), with the
-    ``nature2018`` cost parameters adapted to the simulated chip (``CostParams.for_chip``: its
-    update pulse train's slots and pulse width, its step, its transfer's averaged reads), i.e.
-    forward + backward reads + the update phase + the amortised transfer.  The transfer is
-    counted in both transfer modes, as the chip's average time per example (array-wide, it
-    happens in one block while the capacitors are about to be reset, so this slightly
-    overstates the leakage there).  Only the 2PCM+3T1C cell has capacitors; other cells get
-    the fixed value, which nothing reads.
+    chip's time per example for the network ``sizes`` (:func:`analogtrain.timing.chip_timing`,
+    the timing the cost model reads too: docs/cost_model.md), with the simulated chip's update
+    pulse train, pulse width and transfer reads, i.e. forward + backward reads + the update
+    phase + the amortised transfer.  The transfer is counted in both transfer modes, as the
+    chip's average time per example (array-wide, it happens in one block while the capacitors
+    are about to be reset, so this slightly overstates the leakage there).  Only the 2PCM+3T1C
+    cell has capacitors; other cells get the fixed value, which nothing reads.
     """
-    from .cost.params import chip_cost_params
-
     t = config.training
-    params = chip_cost_params(config.chip) if t.leak_clock == "cost-model" else None
-    if params is None:
+    if t.leak_clock != "cost-model" or config.chip.cell.kind != "2pcm+3t1c":
         return float(t.time_per_example_s)
-    from .cost.model import estimate
+    from .timing import chip_timing
 
-    return float(estimate(list(sizes), params).time_per_example_s)
+    return float(chip_timing(config.chip, list(sizes)).time_per_example_s)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -131,6 +127,11 @@ class Trainer:
         self.x_test = x_test.to(self.device, torch.float32)
         self.y_test = y_test.to(self.device, torch.int64)
         self.n_classes = int(n_classes if n_classes is not None else int(y_train.max()) + 1)
+        from .memory import check_fits
+
+        sizes = [self.x_train.shape[1], *config.training.hidden, self.n_classes]
+        #: the memory estimate the run was checked against before it started
+        self.memory = check_fits(config.chip, sizes, config.training.chips, self.device)
         self.mlp, program_stats = build_mlp(config, self.x_train.shape[1], self.n_classes, self.device)
         mode = config.training.compile
         if mode == "on" or (mode == "auto" and config.training.epochs * self.x_train.shape[0] >= COMPILE_MIN_STEPS):

@@ -32,6 +32,14 @@ from typing import Any
 
 from ..errors import ConfigError
 from .gpus import GpuComparison, compare_gpus, gpu_by_name, gpu_run_estimate
+from ..timing import (
+    Tile,
+    backward_needed as _backward_needed,
+    map_network,
+    phase_times_s,
+    time_breakdown_s,
+    transfer_event_time_s,
+)
 from .params import PAPER_GOPS_PER_W, PAPER_TOPS_PER_MM2, CostParams, load_cost_params
 
 __all__ = [
@@ -94,53 +102,8 @@ def parse_layer_sizes(text: str | list[int] | tuple[int, ...]) -> list[int]:
     return sizes
 
 
-@dataclass(frozen=True)
-class Tile:
-    """One physical array holding part of one layer."""
-
-    layer: int
-    row_tile: int
-    col_tile: int
-    rows: int  # rows (inputs incl. bias) of the layer held here
-    cols: int  # columns (outputs) held here
-    alloc_rows: int  # rows physically built (== rows when fitted)
-    alloc_cols: int
-
-    @property
-    def cells(self) -> int:
-        return self.rows * self.cols
-
-
-def _split(n: int, parts: int) -> list[int]:
-    base, extra = divmod(n, parts)
-    return [base + (1 if i < extra else 0) for i in range(parts)]
-
-
-def map_network(layer_sizes: list[int], params: CostParams) -> list[Tile]:
-    """Tile each fully connected layer (``n_in + 1`` bias rows x ``n_out`` columns).
-
-    A layer larger than one array is split into ``ceil(rows/R) x ceil(cols/C)`` tiles of
-    balanced size; row tiles produce partial sums that are added digitally.
-    """
-    arr = params.array
-    tiles = []
-    for layer, (n_in, n_out) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:])):
-        rows, cols = n_in + 1, n_out
-        row_parts = _split(rows, math.ceil(rows / arr.rows))
-        col_parts = _split(cols, math.ceil(cols / arr.cols))
-        for i, r in enumerate(row_parts):
-            for j, c in enumerate(col_parts):
-                full = arr.tile_allocation == "full"
-                tiles.append(Tile(layer, i, j, r, c, arr.rows if full else r, arr.cols if full else c))
-    return tiles
-
-
 def _layer_cells(layer_sizes: list[int]) -> list[int]:
     return [(a + 1) * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:])]
-
-
-def _backward_needed(layer: int, params: CostParams) -> bool:
-    return layer > 0 or params.timing.backward_through_first_layer
 
 
 def ops_per_example(layer_sizes: list[int], params: CostParams) -> dict[str, float]:
@@ -161,31 +124,6 @@ def cell_area_um2(params: CostParams) -> float:
     f2_um2 = (params.technology.node_nm * 1e-3) ** 2
     transistors = c.transistors_3t1c * c.transistor_area_f2 + c.pcm_devices * c.pcm_access_area_f2
     return transistors * f2_um2 + c.capacitance_ff / c.capacitor_density_ff_per_um2
-
-
-def phase_times_s(params: CostParams) -> dict[str, float]:
-    """Durations of one read phase and one update phase, in seconds.
-
-    t_read = t_pulse + t_convert;  t_update = slots * (t_upd_pulse + t_gap) + t_overhead.
-    """
-    t = params.timing
-    read = (t.read_pulse_duration_ns + t.neuron_conversion_ns) * 1e-9
-    update = (t.update_pulse_slots * (t.update_pulse_duration_ns + t.update_pulse_gap_ns) + t.update_overhead_ns) * 1e-9
-    return {"read": read, "update": update}
-
-
-def transfer_event_time_s(rows: int, pulses_per_cell: float, params: CostParams) -> float:
-    """Time to transfer one array, row by row (all columns of a row tuned in parallel).
-
-    t = rows * [n_reset * t_RESET + (n_pulses - n_reset) * slowdown * (t_SET + k t_read) + k t_read]
-    with k = ``reads_averaged`` reads per verify (the last term is the initial read of the weight).
-    """
-    t = params.timing
-    n_reset = min(params.transfer.resets_per_cell, pulses_per_cell)
-    n_tune = max(pulses_per_cell - n_reset, 0.0)
-    t_read = phase_times_s(params)["read"] * params.transfer.reads_averaged
-    per_row = n_reset * t.pcm_reset_pulse_ns * 1e-9 + n_tune * t.row_tuning_slowdown * (t.pcm_set_pulse_ns * 1e-9 + t_read) + t_read
-    return rows * per_row
 
 
 def capacitor_pulse_energy_j(params: CostParams) -> float:
@@ -489,25 +427,8 @@ def _network_energy_and_time(
         energy["tile_partial_sums"] += add_e * (n_rt - 1) * cols
         if _backward_needed(layer, params):
             energy["tile_partial_sums"] += add_e * (n_ct - 1) * rows
-    # time
-    transfer_event = max(transfer_event_time_s(t.rows, tuning_pulses_per_cell[t.layer], params) for t in tiles)
-    n_bwd = sum(_backward_needed(layer, params) for layer in range(n_layers))
-    if params.timing.pipelined:
-        # the busiest array (one with a backward read, if any) sets the pace;
-        # all arrays transfer together while training pauses
-        any_bwd = any(_backward_needed(t.layer, params) for t in tiles)
-        times = {
-            "forward": phases["read"],
-            "backward": phases["read"] if any_bwd else 0.0,
-            "update": phases["update"],
-        }
-    else:
-        times = {
-            "forward": n_layers * phases["read"],
-            "backward": n_bwd * phases["read"],
-            "update": phases["update"],  # all layers update at once
-        }
-    times["transfer_amortised"] = transfer_event / interval
+    times, transfer_event = time_breakdown_s(tiles, layer_sizes, params,
+                                             tuning_pulses_per_cell=tuning_pulses_per_cell, interval=interval)
     return energy, times, transfer_event
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from ..config import merge_overrides
 from .._configbase import ConfigBase, param
 from ..errors import ConfigError
+from ..timing import ArrayParams, TimingParams, TransferParams, timing_for_chip
 
 __all__ = [
     "TechnologyParams",
@@ -136,106 +137,6 @@ class CellParams(ConfigBase):
 
 
 @dataclass(frozen=True)
-class ArrayParams(ConfigBase):
-    """Array size, tiling of large layers, and the periphery around each array."""
-
-    section = "cost.array"
-
-    rows: int = param(
-        512, ge=2, doc="Rows (inputs) of one physical array; larger layers are tiled.",
-        source="assumed: a power of two; the paper measured a 512x1,024 PCM array",
-    )
-    cols: int = param(
-        512, ge=1, doc="Columns (outputs) of one physical array.",
-        source="assumed: square array, neurons on both edges for forward and backward reads",
-    )
-    tile_allocation: str = param(
-        "fitted", choices=("fitted", "full"),
-        doc="'fitted': each tile is built to the size of the part of the layer it holds; "
-        "'full': every tile is a whole rows x cols array, unused cells and periphery count.",
-        source="assumed: a design built for this network",
-    )
-    row_periphery_area_um2: float = param(
-        300.0, unit="um^2", ge=0,
-        doc="Per row: input driver, backward-pass neuron (integrator, duration conversion, "
-        "derivative), update pulse generator.",
-        source="assumed: pitch-matched integrate-and-compare neuron, ~1.7 um x 175 um at 90 nm; "
-        "a SAR ADC per line would be 10-50x larger",
-    )
-    col_periphery_area_um2: float = param(
-        300.0, unit="um^2", ge=0,
-        doc="Per column: forward-pass neuron, error driver, update pulse generator, g_shared "
-        "reference cell.",
-        source="assumed: same circuit as a row (the array is used in both directions)",
-    )
-    array_fixed_area_um2: float = param(
-        20_000.0, unit="um^2", ge=0,
-        doc="Per array: control, bias and reference generators, interface to the routing.",
-        source="assumed: ~2% of a 512x512 array at 90 nm",
-    )
-
-
-@dataclass(frozen=True)
-class TimingParams(ConfigBase):
-    """Pulse durations of each phase and how layers are scheduled."""
-
-    section = "cost.timing"
-
-    read_pulse_duration_ns: float = param(
-        40.0, unit="ns", gt=0,
-        doc="Read window: longest duration-coded input pulse, over which column currents integrate.",
-        source="assumed: 8-bit duration code with a ~0.16 ns step",
-    )
-    neuron_conversion_ns: float = param(
-        40.0, unit="ns", ge=0,
-        doc="Time to convert the integrated charge, apply the activation and hand it on.",
-        source="assumed: one duration-coded conversion of the same resolution as the input",
-    )
-    update_pulse_duration_ns: float = param(
-        25.0, unit="ns", gt=0, doc="Duration of one charge/discharge pulse of the update.",
-        source="assumed: a nA-scale pull-up current moves 10 fF by ~2 mV in tens of ns",
-    )
-    update_pulse_gap_ns: float = param(
-        5.0, unit="ns", ge=0, doc="Gap between consecutive update pulse slots.",
-        source="assumed: settling between pulses",
-    )
-    update_pulse_slots: int = param(
-        4, ge=1, doc="Pulse slots per update phase (the most pulses one row or column can fire).",
-        source="assumed: x and delta each quantised to a few pulses per update",
-    )
-    update_overhead_ns: float = param(
-        20.0, unit="ns", ge=0, doc="Time to compute the pulse counts from x and delta.",
-        source="assumed: a few digital clock cycles",
-    )
-    pcm_reset_pulse_ns: float = param(
-        50.0, unit="ns", gt=0, doc="Duration of a PCM RESET pulse at transfer.",
-        source="assumed: typical melt-quench pulse of 90-nm mushroom PCM",
-    )
-    pcm_set_pulse_ns: float = param(
-        100.0, unit="ns", gt=0, doc="Duration of one partial-SET tuning pulse at transfer.",
-        source="assumed: partial SET pulses of ~100 ns, a step of an 8-step ramp",
-    )
-    row_tuning_slowdown: float = param(
-        1.2, ge=1.0,
-        doc="Ratio of the tuning steps a row needs (its slowest cell) to the mean steps per cell.",
-        source="assumed: closed-loop tuning of a whole row waits for its slowest cell",
-    )
-    pipelined: bool = param(
-        True,
-        doc="Pipeline layers across examples (each array works on a different example); "
-        "otherwise one example runs through all layers before the next starts.",
-        source="group: the group's speed estimates (Burr et al. IEDM 2015; Narayanan et al. 2017) "
-        "pipeline layers across examples; the exact scheme here is ours",
-    )
-    backward_through_first_layer: bool = param(
-        False,
-        doc="Also run the backward read through the first layer (its result, the error on the "
-        "input pixels, is not needed for training).",
-        source="assumed: skipped, since nothing uses it",
-    )
-
-
-@dataclass(frozen=True)
 class EnergyParams(ConfigBase):
     """Energies of the neuron circuits, PCM pulses and static overhead."""
 
@@ -277,35 +178,6 @@ class EnergyParams(ConfigBase):
         2.0, unit="mW", ge=0,
         doc="Static power of one array (biases, references, clocking), paid for the whole time.",
         source="assumed: a few bias generators and a local clock tree",
-    )
-
-
-@dataclass(frozen=True)
-class TransferParams(ConfigBase):
-    """The periodic transfer of the weights into the PCM pair."""
-
-    section = "cost.transfer"
-
-    interval_examples: int = param(
-        8_000, ge=1, doc="Training examples between transfers.",
-        source="paper: every 8,000 images on MNIST (ED Fig. 2)",
-    )
-    tuning_pulses_per_cell: float = param(
-        10.0, ge=0,
-        doc="PCM programming pulses per cell per transfer incl. RESETs (nominal, when the run's "
-        "counts are not given).",
-        source="assumed: 2 RESETs plus the 8-step SET ramp the paper measured",
-    )
-    resets_per_cell: float = param(
-        2.0, ge=0, doc="RESET pulses per cell per transfer (both PCMs of the pair).",
-        source="paper: both PCMs are RESET before the target one is programmed",
-    )
-    reads_averaged: int = param(
-        1, ge=1, le=1024,
-        doc="Reads averaged into each conductance read of the transfer (the initial read and every "
-        "verify); each costs one read phase and one conversion. The simulator's "
-        "chip.transfer.reads_averaged; train passes its run's value.",
-        source="assumed: one read per verify",
     )
 
 
@@ -393,11 +265,9 @@ class CostParams(ConfigBase):
         simulator's ``capacitance_ff`` only sets the step together with the pull current and
         pulse width (docs/cost_model.md, "A run's cost").
         """
-        out = self.replace(name=f"{self.name} + simulated chip")
-        out = out.with_value("timing.update_pulse_slots", int(chip.update.pulse_train_length))
-        out = out.with_value("timing.update_pulse_duration_ns", float(chip.capacitor.pulse_width_ns))
-        out = out.with_value("cell.capacitor_step_mv", float(chip.capacitor.step_at_reset_v) * 1e3)
-        return out.with_value("transfer.reads_averaged", chip.transfer.reads_averaged)
+        timing, transfer = timing_for_chip(chip, self.timing, self.transfer)
+        out = self.replace(name=f"{self.name} + simulated chip", timing=timing, transfer=transfer)
+        return out.with_value("cell.capacitor_step_mv", float(chip.capacitor.step_at_reset_v) * 1e3)
 
 
 #: Named parameter sets.  ``nature2018`` is the set that reproduces the paper's two figures.
