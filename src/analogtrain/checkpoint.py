@@ -66,8 +66,10 @@ FORMAT = "analogtrain-checkpoint"
 FORMAT_VERSION = 1
 
 #: Trainer attributes that are not simulator state: the data (fingerprinted instead), the
-#: config (saved as a dict), the device, and the schedule (a pure function of the config).
-TRAINER_SKIP = frozenset({"config", "device", "x_train", "y_train", "x_test", "y_test", "schedule", "_data_sha256"})
+#: config (saved as a dict), the device, the schedule (a pure function of the config) and the
+#: memory estimate the run was checked against (recomputed from the config).
+TRAINER_SKIP = frozenset({"config", "device", "x_train", "y_train", "x_test", "y_test", "schedule", "_data_sha256",
+                          "memory"})
 
 _SCALARS = (bool, int, float, str, type(None))
 
