@@ -551,6 +551,9 @@ def make_parser() -> argparse.ArgumentParser:
 
     add_reproduce_parser(sub)
     _add_report(sub)
+    from .sweep.run import add_parser as add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 

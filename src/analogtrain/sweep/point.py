@@ -1,0 +1,124 @@
+"""Training one sweep point: the same core as ``analogtrain train``, in its own folder, resumable.
+
+Runs inside a Ray worker (or in the calling process).  Returns a plain dict (JSON-able) that
+the driver turns into table rows; writes ``POINT_DIR/result.json`` when done and keeps a
+checkpoint while training, so a point interrupted by a lost worker continues where it was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import UserError
+
+RESULT_FILE = "result.json"
+CHECKPOINT_FILE = "checkpoint.safetensors"
+
+
+def _node_id() -> str:
+    """The Ray node this runs on (its id), or the host name outside Ray."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id()
+    except ImportError:
+        pass
+    return socket.gethostname()
+
+
+def load_data(spec: dict[str, Any]):
+    from ..data import load_dataset
+
+    data = load_dataset(spec["dataset"], spec.get("data_dir"), download=False)
+    if spec.get("limit_train") or spec.get("limit_test"):
+        data = data.subset(spec.get("limit_train") or len(data.x_train), spec.get("limit_test") or len(data.x_test))
+    return data
+
+
+def point_config(spec: dict[str, Any], point: dict[str, Any]):
+    """The validated config of a point: preset, the spec's fixed config, the swept values, seed, chips, epochs."""
+    from ..presets import get_preset
+    from .spec import Point
+
+    p = Point(point["preset"], point["values"], point["seed"])
+    over = p.overrides(spec.get("config", {}))
+    cfg = get_preset(p.preset, over)
+    return cfg.replace(training=cfg.training.replace(seed=p.seed, chips=spec["chips"], epochs=spec["epochs"]))
+
+
+def chip_cost(cfg, result: dict[str, Any]) -> dict[str, float | None]:
+    """Energy and chip time per training image of the run, from the cost model (None where the
+    cost model does not describe the cell)."""
+    from ..cost.model import estimate
+    from ..cost.params import chip_cost_params
+
+    params = chip_cost_params(cfg.chip)
+    if params is None or not result.get("examples"):
+        return {"energy_per_image_j": None, "chip_time_per_image_s": None}
+    chips = result["chips"]
+    stats = {"examples": result["examples"], "update_pulses": [sum(v) / chips for v in result["update_pulses"]],
+             "transfers": result["transfers"],
+             "transfer_tuning_pulses": [p / chips for p in result["transfer_tuning_pulses"]],
+             "cells": result["cells_per_layer"], "transfer_interval_examples": cfg.chip.transfer.interval_examples}
+    run = estimate(result["network"], params, run_stats=stats).run
+    return {"energy_per_image_j": run.energy_j / run.examples, "chip_time_per_image_s": run.time_s / run.examples}
+
+
+def train_point(spec: dict[str, Any], point: dict[str, Any], out: str,
+                report_epoch: Callable[[int, list[float]], None] | None = None) -> dict[str, Any]:
+    """Train one point (resuming its checkpoint if there is one); never raises for a bad point:
+    the returned dict says ``status: failed`` with the one-line error."""
+    import torch
+
+    from ..experiment import cpu_model, write_json
+    from ..training import Trainer
+
+    torch.set_num_threads(1)
+    folder = Path(out) / point["id"]
+    folder.mkdir(parents=True, exist_ok=True)
+    base = {"point": point, "node": _node_id(), "host": socket.gethostname(), "pid": os.getpid(), "cpu": cpu_model()}
+    t0 = time.perf_counter()
+    try:
+        cfg = point_config(spec, point)
+        data = load_data(spec)
+        ck = folder / CHECKPOINT_FILE
+        if ck.is_file():
+            trainer = Trainer.from_checkpoint(ck, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes)
+        else:
+            trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes)
+
+        def on_epoch(rec) -> None:
+            if report_epoch is not None:
+                report_epoch(rec.epoch, list(rec.test_accuracy))
+
+        result = trainer.train(progress=False, on_epoch=on_epoch, checkpoint_path=ck,
+                               checkpoint_every=max(1000, len(data.x_train) // 4))
+        out_row = {**base, "status": "done", "error": None, "wall_s": time.perf_counter() - t0,
+                   "network": result["network"], "epochs_completed": result["epochs_completed"],
+                   "accuracy": [h["test_accuracy"] for h in result["history"]],
+                   "final_accuracy": result["final_test_accuracy"], **chip_cost(cfg, result)}
+    except UserError as exc:
+        out_row = {**base, "status": "failed", "error": " ".join(str(exc).split()), "wall_s": time.perf_counter() - t0}
+    except Exception as exc:  # noqa: BLE001 - a point that fails must not stop the sweep
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        out_row = {**base, "status": "failed", "wall_s": time.perf_counter() - t0,
+                   "error": f"{type(exc).__name__}: {' '.join(str(exc).split())} ({Path(last.filename).name}:{last.lineno})"}
+    write_json(folder / RESULT_FILE, out_row)
+    return out_row
+
+
+def read_result(out: str | Path, point_id: str) -> dict[str, Any] | None:
+    f = Path(out) / point_id / RESULT_FILE
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

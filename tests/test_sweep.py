@@ -1,0 +1,151 @@
+"""analogtrain sweep: points on local Ray, the table, resume, a failing point, a two-node cluster."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from analogtrain import cli
+from analogtrain.errors import ConfigError
+from analogtrain.sweep import load_spec, parse_spec, run_sweep
+from analogtrain.sweep.point import load_data, point_config
+from analogtrain.sweep.table import read_table
+
+SMALL = {"name": "test", "dataset": "digits", "limit_train": 120, "limit_test": 60, "presets": ["nature2018"],
+         "seeds": [0], "chips": 2, "epochs": 1, "config": {"training": {"hidden": [8]}},
+         "parameters": {"chip.capacitor.leak_time_constant_s": [0.002, 0.02], "chip.update.pulse_train_length": [15, 31]}}
+SMOKE = Path(__file__).resolve().parents[1] / "examples" / "sweeps" / "smoke.toml"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.shutdown()
+    yield
+    ray.shutdown()
+
+
+def test_spec_expands_to_a_grid_and_refuses_bad_settings():
+    spec = parse_spec(SMALL)
+    pts = spec.points()
+    assert len(pts) == 4 and len({p.id for p in pts}) == 4
+    assert parse_spec(SMALL).points()[0].id == pts[0].id  # same spec, same ids (what --resume relies on)
+    assert load_spec(SMOKE).points()
+    for bad, words in [({**SMALL, "methd": "grid"}, "did you mean 'method'"),
+                       ({**SMALL, "parameters": {"chip.cell.gain_f": {"uniform": [1, 3]}}}, "a grid needs a list"),
+                       ({**SMALL, "method": "random"}, "needs samples"),
+                       ({**SMALL, "presets": ["nature2081"]}, "unknown preset")]:
+        with pytest.raises(ConfigError, match=words):
+            parse_spec(bad)
+
+
+def test_random_draws_are_seeded_and_within_bounds():
+    spec = parse_spec({**SMALL, "method": "random", "samples": 5,
+                       "parameters": {"chip.cell.gain_f": {"log_uniform": [1.5, 6.0]},
+                                      "chip.update.pulse_train_length": {"int_uniform": [8, 64]}}})
+    pts = spec.points()
+    assert [p.values for p in pts] == [p.values for p in spec.points()]
+    assert all(1.5 <= p.values["chip.cell.gain_f"] <= 6.0 and 8 <= p.values["chip.update.pulse_train_length"] <= 64
+               for p in pts)
+
+
+def test_sweep_on_local_ray_equals_direct_training_resumes_and_isolates_a_failure(tmp_path, local_ray):
+    spec_data = {**SMALL, "parameters": {"chip.capacitor.leak_time_constant_s": [0.002, -1.0],
+                                         "chip.update.pulse_train_length": [15, 31]}}
+    spec = parse_spec(spec_data)
+    out = tmp_path / "sweep"
+    summary = run_sweep(spec, out, max_parallel=2, progress=False)
+    assert summary["points"] == 4 and summary["done"] == 2 and summary["failed"] == 2
+    rows = read_table(out)
+    failed = {r["point"]: r for r in rows if r["status"] == "failed"}
+    assert len(failed) == 2
+    assert all("leak_time_constant_s" in r["error"] and "\n" not in r["error"] for r in failed.values())
+    done = [r for r in rows if r["status"] == "done"]
+    assert len(done) == 4  # two points x two chips
+    # every value equals a direct training of the same point
+    from analogtrain.training import Trainer
+
+    worker_spec = spec.to_dict()
+    data = load_data(worker_spec)
+    for p in spec.points():
+        if p.values["chip.capacitor.leak_time_constant_s"] < 0:
+            continue
+        cfg = point_config(worker_spec, p.to_dict())
+        direct = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes).train(
+            progress=False)
+        mine = sorted((r["chip"], r["final_accuracy"]) for r in done if r["point"] == p.id)
+        assert mine == list(enumerate(direct["final_test_accuracy"]))
+        assert all(r["energy_per_image_j"] > 0 for r in done if r["point"] == p.id)
+    report = (out / "report.md").read_text()
+    assert "accuracy_vs_energy.png" in report and (out / "figures" / "accuracy_vs_energy.png").is_file()
+    # resume: nothing is trained again
+    again = run_sweep(spec, out, resume=True, progress=False)
+    assert again["trained"] == 0 and again["done"] == 2
+    # a finished sweep is not overwritten silently
+    with pytest.raises(Exception, match="already holds a sweep"):
+        run_sweep(spec, out, progress=False)
+
+
+def test_resume_continues_an_unfinished_point(tmp_path, local_ray):
+    spec = parse_spec({**SMALL, "parameters": {"chip.update.pulse_train_length": [15]}})
+    out = tmp_path / "s"
+    first = run_sweep(spec, out, progress=False)
+    pid = spec.points()[0].id
+    expected = read_table(out)
+    (out / pid / "result.json").unlink()  # as if the worker was lost before it finished
+    again = run_sweep(spec, out, resume=True, progress=False)
+    assert first["done"] == again["done"] == 1 and again["trained"] == 1
+    assert [r["final_accuracy"] for r in read_table(out)] == [r["final_accuracy"] for r in expected]
+
+
+def test_cli_resume_with_nothing_to_resume_is_one_line(tmp_path, one_error_line):
+    assert cli.main(["sweep", str(SMOKE), "--out", str(tmp_path / "none"), "--resume"]) != 0
+    assert "no sweep to resume" in one_error_line()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_second_ray_node_takes_points(tmp_path):
+    """A head and a worker node started as separate 'ray start' processes on loopback: the
+    sweep, pointed at the cluster, runs points on both nodes."""
+    ray.shutdown()
+    exe = shutil.which("ray", path=os.path.dirname(sys.executable)) or "ray"
+    port = _free_port()
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    subprocess.run([exe, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                    "--include-dashboard", "false", *common], check=True, env=env, capture_output=True, timeout=120)
+    try:
+        subprocess.run([exe, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *common],
+                       check=True, env=env, capture_output=True, timeout=120)
+        spec = parse_spec({**SMALL, "seeds": [0, 1]})
+        os.environ["RAY_AUTH_MODE"] = "disabled"
+        summary = run_sweep(spec, tmp_path / "c", address=f"127.0.0.1:{port}", progress=False)
+        assert summary["done"] == 8
+        nodes = {r["node"] for r in read_table(tmp_path / "c")}
+        assert len(nodes) == 2, nodes
+    finally:
+        ray.shutdown()
+        os.environ.pop("RAY_AUTH_MODE", None)
+        subprocess.run([exe, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        time.sleep(1)
+
+
+def test_cli_runs_the_smoke_example_then_resumes_with_nothing_to_do(tmp_path, local_ray, capsys):
+    out = tmp_path / "smoke"
+    assert cli.main(["sweep", str(SMOKE), "--out", str(out), "--quiet"]) == 0
+    assert "4 points: 4 done, 0 failed (4 trained now" in capsys.readouterr().out
+    assert cli.main(["sweep", str(SMOKE), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "(0 trained now" in capsys.readouterr().out
+    assert len(read_table(out)) == 8
