@@ -149,3 +149,15 @@ def test_cli_runs_the_smoke_example_then_resumes_with_nothing_to_do(tmp_path, lo
     assert cli.main(["sweep", str(SMOKE), "--out", str(out), "--resume", "--quiet"]) == 0
     assert "(0 trained now" in capsys.readouterr().out
     assert len(read_table(out)) == 8
+
+
+def test_asha_runs_points_as_tune_trials_and_reports_them(tmp_path, local_ray):
+    spec = parse_spec({**SMALL, "method": "asha", "samples": 3, "epochs": 2, "asha": {"grace_period": 1},
+                       "parameters": {"chip.update.pulse_train_length": {"int_uniform": [8, 40]}}})
+    summary = run_sweep(spec, tmp_path / "a", progress=False)
+    assert summary["points"] == 3 and summary["failed"] == 0
+    rows = read_table(tmp_path / "a")
+    assert {r["point"] for r in rows} == {p.id for p in spec.points()}
+    for r in rows:
+        assert r["stopped_early"] or r["epochs_completed"] == 2
+    assert "Points" in (tmp_path / "a" / "report.md").read_text()
