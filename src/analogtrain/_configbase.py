@@ -36,7 +36,7 @@ def param(
 ) -> Any:
     """Declare a config field with its unit, docs, allowed range and source tag.
 
-    ``source`` is one of ``"paper"``, ``"group"``, ``"assumed"`` (see SYSTEM.md) or free text.
+    ``source`` is one of ``"paper"``, ``"group"``, ``"assumed"`` (see docs/physics.md) or free text.
     """
     meta = {
         "unit": unit,

@@ -397,7 +397,7 @@ class HybridCells(_PCMPair):
     def advance_time(self, dt_s: float, examples: int = 1) -> None:
         """Let ``dt_s`` seconds pass: capacitor leakage (deferred, exact), PCM drift.
 
-        A held reference (SYSTEM.md section 2) does not leak; a leaking one relaxes like the
+        A held reference (docs/physics.md, section 2) does not leak; a leaking one relaxes like the
         cells, with the same deferred clock.
         """
         self.time_s += dt_s
@@ -410,7 +410,7 @@ class HybridCells(_PCMPair):
             self._refresh_columns()
 
     def transfer(self, cols: torch.Tensor | None = None) -> TransferStats:
-        """Move the weight into the PCM pair (SYSTEM.md section 3, step 5), then flip s.
+        """Move the weight into the PCM pair (docs/physics.md, section 3, step 5), then flip s.
 
         Read W; RESET the capacitors (cells and shared) to V_reset; read the residual of the
         capacitor pair at reset, r = g(V_reset) - g_shared(V_reset); program the PCM pair to

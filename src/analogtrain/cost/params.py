@@ -210,7 +210,7 @@ class GpuComparisonParams(ConfigBase):
     reference_gpu: str = param(
         "P100 SXM2", doc="GPU the train command's summary compares against.",
         source="assumed: the 2018 GPU the paper beats by ~100x is consistent with a P100 "
-        "(project SYSTEM.md section 5)",
+        "(docs/physics.md)",
     )
 
 
