@@ -89,7 +89,7 @@ def test_sweep_on_local_ray_equals_direct_training_resumes_and_isolates_a_failur
     again = run_sweep(spec, out, resume=True, progress=False)
     assert again["trained"] == 0 and again["done"] == 2
     # a finished sweep is not overwritten silently
-    with pytest.raises(Exception, match="already holds a sweep"):
+    with pytest.raises(Exception, match="already holds an analogtrain sweep run"):
         run_sweep(spec, out, progress=False)
 
 
@@ -107,7 +107,7 @@ def test_resume_continues_an_unfinished_point(tmp_path, local_ray):
 
 def test_cli_resume_with_nothing_to_resume_is_one_line(tmp_path, one_error_line):
     assert cli.main(["sweep", str(SMOKE), "--out", str(tmp_path / "none"), "--resume"]) != 0
-    assert "no sweep to resume" in one_error_line()
+    assert "nothing to resume" in one_error_line()
 
 
 def _free_port() -> int:

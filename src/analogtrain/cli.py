@@ -73,6 +73,7 @@ def _add_train(sub) -> None:
     p.add_argument("--limit-train", type=int, metavar="N", help="use only the first N training images")
     p.add_argument("--limit-test", type=int, metavar="N", help="use only the first N test images")
     p.add_argument("--out", metavar="DIR", help="output directory (default runs/latest)")
+    p.add_argument("--force", action="store_true", help="replace the run that --out already holds")
     p.add_argument("--resume", metavar="DIR", help="continue the interrupted run whose --out was DIR, with its "
                                                    "saved settings (only --quiet, --threads, --device and "
                                                    "--checkpoint-every may be given with it)")
@@ -344,6 +345,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .errors import CheckpointError, ConfigError, OutputError
     from .experiment import environment, prepare_output_dir, write_json
     from .plots import accuracy_vs_epoch
+    from .runstore import refuse_overwrite, require_resumable
 
     _check_train_args(args)
     resuming = args.resume is not None
@@ -353,6 +355,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--resume continues a run with the settings it was started with; drop "
                               f"--{given[0].replace('_', '-')} (or start a new run with another --out)")
         out = Path(args.resume)
+        require_resumable(out, RESUME_FILE, "train")
         rec = _read_resume(out)
         for key, value in rec["args"].items():
             if key in _SAVED_ARGS and (key not in ("threads", "device", "checkpoint_every")
@@ -374,6 +377,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         plan, cfg = _plan_from_args(args)
         cfgs = [cfg] + [ExperimentConfig.from_dict(item["config"]) for item in plan[1:]]
         out = prepare_output_dir(args.out or "runs/latest")
+        refuse_overwrite(out, RESUME_FILE, "train", args.force)
         rec = {
             "format": RESUME_FORMAT, "version": RESUME_VERSION,
             "args": {k: getattr(args, k) for k in _SAVED_ARGS},

@@ -632,7 +632,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                      backbone: str = CIFAR_BACKBONE, device: str = "cpu", transfer_interval: int | None = None,
                      measure_batching: bool = True, timing_examples: int | None = None,
                      log: Callable[[str], None] | None = None, compile_mode: str = "auto",
-                     resume: bool = False, checkpoint_every: int = CHECKPOINT_EVERY,
+                     resume: bool = False, force: bool = False, checkpoint_every: int = CHECKPOINT_EVERY,
                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
 
@@ -660,6 +660,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         compile_mode: ``training.compile`` of every variant (auto, on, off).
         resume: continue the interrupted run in ``out_dir`` (same arguments): variants whose results
             are in its results.json are kept, the one in progress continues from its checkpoint.
+            A folder with no run to resume is refused in one line.
+        force: replace the run ``out_dir`` already holds (otherwise a folder holding a run is refused).
         overrides: nested config overrides (as ``--set`` / ``--config`` give them) applied to every
             variant on top of its preset and the experiment's settings, e.g.
             ``{"chip": {"transfer": {"mode": "column"}}}``; recorded in the results and the report.
@@ -703,6 +705,12 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                       **({"overrides": user_overrides} if user_overrides else {})},
         "environment": environment(), "experiments": {}, "wall_s": 0.0, "complete": False,
     }
+    from .runstore import refuse_overwrite, require_resumable
+
+    if resume:
+        require_resumable(out, "results.json", "reproduce")
+    else:
+        refuse_overwrite(out, "results.json", "reproduce", force)
     previous = _previous_run(out, results) if resume else None
     if previous is not None:
         t_start -= previous.get("wall_s", 0.0)  # wall time counts the interrupted part too
@@ -820,6 +828,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue the interrupted run in --out (give the same arguments): finished variants are "
                         "kept, the one in progress continues from its checkpoint")
+    p.add_argument("--force", action="store_true", help="replace the run that --out already holds")
     p.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="N",
                    help=f"checkpoint the variant in progress every N examples (default {CHECKPOINT_EVERY:,})")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -853,7 +862,8 @@ def run_cli(args: argparse.Namespace) -> int:
             epochs=args.epochs, variants=args.variants, progress=not args.quiet, threads=args.threads,
             limit_train=args.limit_train, limit_test=args.limit_test, seed=args.seed, cache_dir=args.cache_dir,
             input_size=args.input_size, device=args.device, transfer_interval=args.transfer_interval,
-            compile_mode=args.compile, resume=args.resume, checkpoint_every=args.checkpoint_every,
+            compile_mode=args.compile, resume=args.resume, force=args.force,
+            checkpoint_every=args.checkpoint_every,
             overrides=overrides,
         )
     except KeyboardInterrupt:

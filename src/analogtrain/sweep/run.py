@@ -46,18 +46,17 @@ def _init_ray(address: str | None, max_parallel: int | None) -> None:
 
 
 def _prepare(spec: SweepSpec, out: Path, resume: bool, force: bool) -> None:
+    from ..runstore import refuse_overwrite, require_resumable
+
     marker = out / SPEC_FILE
     if resume:
-        if not marker.is_file():
-            raise OutputError(f"{out} holds no sweep to resume (no {SPEC_FILE}); run without --resume to start one")
+        require_resumable(out, SPEC_FILE, "sweep")
         saved = json.loads(marker.read_text(encoding="utf-8"))
         if saved.get("spec") != spec.to_dict():
             raise OutputError(f"{out} holds a sweep of another spec; resume it with the spec it was started with, "
                               "or choose another --out")
         return
-    if marker.is_file() and not force:
-        raise OutputError(f"{out} already holds a sweep; continue it with --resume, replace it with --force, "
-                          "or choose another --out")
+    refuse_overwrite(out, SPEC_FILE, "sweep", force)
     if marker.is_file():  # --force: the old points go, so that nothing of them is read as done
         import re
         import shutil
