@@ -366,3 +366,28 @@ def test_malformed_mnist_idx_files_give_only_data_errors(tmp_path):
     check()
     print(f"\nmalformed IDX files: {sum(counts.values())} cases {counts}")
     assert sum(counts.values()) >= 100
+
+
+@pytest.mark.parametrize("key,meant", [("chip.capacitor.leak_tau", "leak_time_constant_s"),
+                                       ("leak_tau", "chip.capacitor.leak_time_constant_s"),
+                                       ("training.lr", "learning_rate"),
+                                       ("chip.update.pulse_length", "pulse_train_length")])
+def test_did_you_mean_finds_the_field_a_user_meant(key, meant, one_error_line):
+    from analogtrain import cli
+
+    assert cli.main(["train", "--set", f"{key}=1"]) != 0
+    assert f"did you mean {meant!r}" in one_error_line()
+
+
+def test_the_gap_is_chip_minus_software_and_says_so(tmp_path, capsys):
+    from analogtrain import cli
+
+    assert cli.main(["train", "--epochs", "1", "--hidden", "8", "--limit-train", "60", "--limit-test", "30",
+                     "--compare", "software", "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert "chip - software" in out and "negative: the chip is below software" in out
+    import json
+
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    s = res["summary"]
+    assert s["gap_points"] == pytest.approx(100 * (s["test_accuracy"] - s["software_test_accuracy"]))

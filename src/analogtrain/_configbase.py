@@ -183,8 +183,8 @@ class ConfigBase:
                 where = cls.section or "the config"
                 raise ConfigError(f"{where} has a key that is not a string: {_r(key)}")
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(names)}"
+                close = suggest_key(key, cls)
+                hint = f"; did you mean {close!r}?" if close else f"; known keys: {', '.join(names)}"
                 where = f"{cls.section}.{key}" if cls.section else key
                 raise ConfigError(f"unknown config key {where!r}{hint}")
         return cls(**data)  # type: ignore[call-arg]
@@ -199,3 +199,50 @@ class ConfigBase:
             (f.name, f.metadata.get("unit", ""), f.metadata.get("source", ""), f.metadata.get("doc", ""))
             for f in dataclasses.fields(cls)  # type: ignore[arg-type]
         ]
+
+
+#: what people write for a field's words: tau for a time constant, lr for the learning rate, ...
+_SYNONYMS = {"tau": "time_constant", "lr": "learning_rate", "eta": "learning_rate", "f": "gain_f",
+             "len": "length", "num": "", "n": "", "width": "width_ns", "v": "v", "us": "us"}
+
+
+def _words(name: str) -> list[str]:
+    out: list[str] = []
+    for w in name.lower().replace("-", "_").split("_"):
+        out += [x for x in _SYNONYMS.get(w, w).split("_") if x]
+    return out
+
+
+def _closeness(typed: str, field: str) -> float:
+    a, b = _words(typed), _words(field)
+    if not a or not b:
+        return 0.0
+    shared = sum(1.0 if w in b else max((difflib.SequenceMatcher(None, w, x).ratio() for x in b), default=0) > 0.8
+                 for w in a)
+    return shared / len(a) + 0.3 * difflib.SequenceMatcher(None, "_".join(a), "_".join(b)).ratio()
+
+
+def _leaves(cls: type, prefix: str = "") -> list[str]:
+    out = []
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        tp = typing.get_type_hints(cls).get(f.name)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            out += _leaves(tp, f"{prefix}{f.name}.")
+        else:
+            out.append(f"{prefix}{f.name}")
+    return out
+
+
+def suggest_key(typed: str, cls: type) -> str | None:
+    """The field of ``cls`` (searched through its nested sections, dotted) a mistyped ``typed``
+    most likely means: word by word, with synonyms (``leak_tau`` -> ``leak_time_constant_s``)."""
+    direct = difflib.get_close_matches(typed, [f.name for f in dataclasses.fields(cls)], n=1, cutoff=0.8)
+    if direct:  # a typo of this section's own key (a field or a sub-section)
+        return direct[0]
+    best, score = None, 0.0
+    for leaf in _leaves(cls):
+        sc = _closeness(typed.split(".")[-1], leaf.split(".")[-1])
+        if sc > score:
+            best, score = leaf, sc
+    return best if score >= 0.8 else None
+

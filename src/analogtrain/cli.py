@@ -419,7 +419,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if "software" in runs and args.preset != "software":
         sw = runs["software"]["final_test_accuracy_mean"]
         summary["software_test_accuracy"] = sw
-        summary["gap_points"] = 100 * (sw - main_run["final_test_accuracy_mean"])
+        summary["gap_points"] = 100 * (main_run["final_test_accuracy_mean"] - sw)  # chip - software
     cost_text = _run_cost(main_run, cfg)
     if cost_text is not None and cost_text[1] is not None:
         payload["chip_cost"] = cost_text[1]
@@ -432,8 +432,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                           "or free space") from None
     print(f"final test accuracy: {args.preset} {100 * summary['test_accuracy']:.2f}%", end="")
     if "software_test_accuracy" in summary:
-        print(f", software {100 * summary['software_test_accuracy']:.2f}% (gap {summary['gap_points']:+.2f} points)",
-              end="")
+        print(f", software {100 * summary['software_test_accuracy']:.2f}% (chip - software "
+              f"{summary['gap_points']:+.2f} points; negative: the chip is below software)", end="")
     print()
     if cost_text is not None:
         print(cost_text[0])

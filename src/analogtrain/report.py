@@ -586,16 +586,17 @@ def _experiment_md(entry: dict[str, Any], out: Path, quick: bool) -> list[str]:
     # accuracy
     L += ["### Test accuracy", "", f"![accuracy]({rel['accuracy']})", ""]
     sw = _final(variants.get("software", {})) if "software" in variants else None
-    L += ["| variant | final test accuracy (mean) | min - max over chips | gap to software (points) | "
+    L += ["| variant | final test accuracy (mean) | min - max over chips | chip - software (points) | "
           "wall time (s) | images/s (all chips) |", "|---|---|---|---|---|---|"]
     for name, res in variants.items():
         f = _final(res)
         if f is None:
             continue
-        gap = "-" if name == "software" or sw is None else f"{sw[0] - f[0]:+.2f}"
+        gap = "-" if name == "software" or sw is None else f"{f[0] - sw[0]:+.2f}"
         L.append(f"| {name} | {f[0]:.2f}% | {f[1]:.2f} - {f[2]:.2f}% | {gap} | {_fmt(res.get('wall_s'), 1)} | "
                  f"{_fmt(res.get('images_per_s'), 0)} |")
-    L += ["", "Gap = software minus variant: positive means the variant is worse.", ""]
+    L += ["", "chip - software: the variant's accuracy minus software's, in points; negative means the variant is "
+          "below software.", ""]
 
     checks = entry.get("checks") or paper_checks(entry, quick)
     L += ["### The paper's claims", "", "| claim | paper | this run | verdict |", "|---|---|---|---|"]
@@ -814,9 +815,11 @@ def summary_text(results: dict[str, Any]) -> str:
             f = _final(res)
             if f is None:
                 continue
-            gap = "" if sw is None or name == "software" else f" ({sw[0] - f[0]:+.2f})"
+            gap = "" if sw is None or name == "software" else f" ({f[0] - sw[0]:+.2f})"
             parts.append(f"{name} {f[0]:.2f}%{gap}")
         lines.append(f"{exp}: " + ", ".join(parts))
+        if sw is not None and len(parts) > 1:
+            lines.append("  (in brackets: chip - software in points; negative means below software)")
         t = entry.get("timing")
         if t:
             lines.append(f"  {t['chips']} chips batched cost {t['ratio']:.2f}x one chip ({t['examples']} steps)")

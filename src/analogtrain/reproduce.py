@@ -724,6 +724,11 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
             network = [data.n_inputs, *settings.hidden, data.n_classes]
             log(f"  data: {data.meta.get('description', data.name)}; {data.n_train} train / {data.n_test} test; "
                 f"network {'-'.join(map(str, network))}; {settings.epochs} epochs; {chips} chip(s)")
+            if data.meta.get("stand_in"):
+                log(f"  NOTE: no {exp} data ({data.meta.get('stand_in_reason')}): the 8x8 digits stand in, so "
+                    f"these numbers say nothing about {exp}; give --data-dir to train on it")
+            elif quick:
+                log("  NOTE: a smoke run (--quick): the numbers show that the pipeline works, not the paper's results")
             entry: dict[str, Any] = {
                 "experiment": exp, "dataset": data.meta, "network": network, "settings": settings.to_dict(),
                 "reduced": _reductions(exp, data, settings, quick, limit_train, limit_test),

@@ -592,7 +592,7 @@ def load_cifar(
     if not download:
         raise DataError(
             f"CIFAR file {tar_name} not found in {d} or {d.parent} (nor {folder_name}/ or "
-            f"{_array_names(which)[0]}); put one there, or allow downloading (download=True)"
+            f"{_array_names(which)[0]}); put one there, or leave out --no-download (Python: download=True) to download it"
         )
     tar = fetch_file(
         tar_name,

@@ -251,7 +251,7 @@ def fetch_file(
     if not download_missing:
         raise DataError(
             f"{label} {filename} not found in {dest.parent} or {dest.parent.parent}; put the "
-            "original file there, or allow downloading (download=True)"
+            "original file there, or leave out --no-download (Python: download=True) to download it"
         )
     urls = [m if m.endswith("/") else m + "/" for m in mirrors]
     try:
