@@ -175,3 +175,19 @@ def test_training_flushes_subnormals_and_restores_the_default(digits):
     _trainer("nature2018", digits, epochs=1).train(progress=False, on_step=probe)
     assert seen == [0.0, 0.0, 0.0]
     assert float(tiny / 1000) > 0  # subnormal again outside training
+
+
+def test_pulse_statistics_are_recorded_window_by_window():
+    import analogtrain as at
+    from analogtrain.training import Trainer
+
+    d = at.load_dataset("digits").subset(200, 50)
+    cfg = at.get_preset("nature2018", {"training": {"hidden": [8], "epochs": 2, "compile": "off"},
+                                       "chip": {"transfer": {"interval_examples": 50}}})
+    res = Trainer(cfg, d.x_train, d.y_train, d.x_test, d.y_test, d.n_classes).train(progress=False)
+    windows = res["pulse_statistics_per_window"]
+    assert [w["examples"] for w in windows] == [100, 200, 300, 400]
+    assert all(w["median_total"] >= w["median_abs_net"] >= 0 for w in windows)
+    assert len(windows[0]["layers"]) == 2
+    last = res["pulse_statistics"]
+    assert windows[-1]["layers"][0]["median_total"] == last[0]["median_total"]

@@ -148,6 +148,8 @@ class Trainer:
         self._round_pulses = [0 for _ in self.mlp.layers]
         self.transfer_pulse_log: list[dict[str, Any]] = []
         self.pulse_window: list[dict[str, Any]] | None = None
+        #: ED Fig. 2 statistics of every window of two transfer intervals, over the whole run
+        self.pulse_window_history: list[dict[str, Any]] = []
         self.state = TrainingState(train_correct=[0] * chips)
 
     # -- evaluation --------------------------------------------------------------------
@@ -235,6 +237,25 @@ class Trainer:
                 self.reset_pulses[li] += layer.maintain().tuning_pulses
         if self.schedule.pulse_window_closes(seen):
             self.pulse_window = [self._window_stats(layer) for layer in mlp.layers]
+            self.pulse_window_history.append(self._window_summary(seen))
+
+    def _window_summary(self, seen: int) -> dict[str, Any]:
+        """Medians of total and |net| pulses per tracked synapse in the window just closed,
+        pooled over layers and chips and per layer (ED Fig. 2's two numbers, window by window)."""
+        out: dict[str, Any] = {"examples": seen, "layers": []}
+        nets, tots = [], []
+        for w in self.pulse_window or []:
+            if not w or w["net"].numel() == 0:
+                out["layers"].append(None)
+                continue
+            net, tot = w["net"].abs().double().flatten(), w["total"].double().flatten()
+            nets.append(net)
+            tots.append(tot)
+            out["layers"].append({"median_total": float(tot.median()), "median_abs_net": float(net.median())})
+        if tots:
+            out["median_total"] = float(torch.cat(tots).median())
+            out["median_abs_net"] = float(torch.cat(nets).median())
+        return out
 
     @staticmethod
     def _window_stats(layer) -> dict[str, Any]:
@@ -460,6 +481,7 @@ class Trainer:
                 for layer in layers
             ],
             "pulse_statistics": self.pulse_statistics(),
+            "pulse_statistics_per_window": list(self.pulse_window_history),
             "config": self.config.to_dict(),
         }
         return out
