@@ -109,3 +109,24 @@ def test_software_and_drift_stay_eager():
     assert not sw.compile() and not sw.compiled
     _, drift = _net("nature2018", pcm={"drift_nu": 0.05})
     assert not drift.compile()
+
+
+def test_the_compiled_step_is_traced_once_over_a_thousand_changing_examples(shared_data):
+    """MNIST examples have different numbers of non-zero pixels, so each step reads a block of
+    rows of another size and draws another number of random words: the step is traced once,
+    with dynamic sizes, and never again."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    import analogtrain as at
+    from analogtrain.training import Trainer
+
+    d = at.load_dataset("mnist", shared_data / "mnist", download=False).subset(1000, 50)
+    sizes = {int((x > 0).sum()) for x in d.x_train[:1000]}
+    assert len(sizes) > 100  # the inputs really change
+    cfg = at.get_preset("nature2018", {"training": {"epochs": 1, "compile": "on", "hidden": [32, 16]}})
+    torch._dynamo.reset()
+    counters.clear()
+    Trainer(cfg, d.x_train, d.y_train, d.x_test, d.y_test, d.n_classes).train(progress=False)
+    assert counters["stats"]["unique_graphs"] == 1
+    assert counters["frames"]["total"] == 1

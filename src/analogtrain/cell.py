@@ -236,6 +236,7 @@ class HybridCells(_PCMPair):
         self.threshold_shared_v = self.cap.draw_thresholds((c, n_cols), generator, device, dtype)
         self.v_shared = torch.full((c, n_cols), cap.reset_v, device=device, dtype=dtype)
         self.v = torch.full(shape, cap.reset_v, device=device, dtype=dtype)
+        self.cap.prepare(self.v)
         # Deferred leakage: row i's voltages are current as of time origin + tau * clock[i].
         self._origin_s = 0.0
         self._row_clock = torch.zeros(n_rows, dtype=dtype, device=device)

@@ -144,6 +144,16 @@ class MLP:
         z_buf = torch.randn(n_z, generator=self.generator, device=dev, dtype=dt) if n_z else None
         if not isinstance(label, torch.Tensor):
             label = torch.tensor(label, device=dev)
+        if self._compiled_step is not None:
+            # the active rows, and so the random words drawn, change size with every example: say
+            # so up front, so the step is traced once with dynamic sizes instead of being traced
+            # for the first example's sizes and again for the second's
+            if rows is not None and rows.shape[0] > 1:
+                torch._dynamo.maybe_mark_dynamic(rows, 0)
+            if u_buf is not None:
+                torch._dynamo.maybe_mark_dynamic(u_buf, 0)
+            if z_buf is not None:
+                torch._dynamo.maybe_mark_dynamic(z_buf, 0)
         pred = (self._compiled_step or self._step)(xa, rows, label, u_buf, z_buf)
         for layer in self.layers:
             layer.after_update()

@@ -129,6 +129,11 @@ class Capacitor3T1C:
         return v.clamp_(c.saturation_headroom_v, c.supply_v - c.saturation_headroom_v)
 
     # -- leakage -----------------------------------------------------------------------
+    def prepare(self, like: torch.Tensor) -> None:
+        """Create the constant tensors the leak uses for ``like``'s dtype and device now, so that a
+        compiled step finds them already there (creating them while tracing would retrace it)."""
+        _scalar(self.cfg.leak_target_v, like)
+
     def leak_keep_fraction(self, dt_s: float) -> float:
         """Fraction of (V - V_leak) that remains after dt: exp(-dt / tau)."""
         return math.exp(-dt_s / self.cfg.leak_time_constant_s)
