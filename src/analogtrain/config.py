@@ -305,7 +305,8 @@ class TrainingConfig(ConfigBase):
                                 "update or transfer also leaks more. Cells without capacitors ignore it")
     tracked_synapses: int = param(4096, ge=0, doc="synapses per layer whose update pulses are counted one by one "
                                                    "(the ED Fig. 2 statistics); 0 turns the counting off")
-    chips: int = param(1, ge=1, le=256, doc="independent simulated chips trained together (batched)")
+    chips: int = param(1, ge=1, le=65536, doc="independent simulated chips trained together (batched); how many fit "
+                       "is checked against the memory there is before a run starts")
     compile: str = param("auto", choices=("auto", "on", "off"),
                          doc="fuse each training step with torch.compile: 'on', 'off', or 'auto' = on for runs of "
                              "at least 50,000 training steps, where the ~30-60 s of compiling pays back "

@@ -253,5 +253,7 @@ def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="c
         stats.append(layer.program(w.to(device)))
         if li > 0 and t.activation in ("sigmoid", "tanh"):
             layer.sparse_inputs = False  # smooth activations are never exactly zero: skip the search
+        if torch.device(device).type != "cpu":
+            layer.sparse_inputs = False  # finding the active rows is a host sync; a GPU reads every row
         layers.append(layer)
     return MLP(layers, t.activation, gen), stats
