@@ -61,6 +61,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--batch", type=int, default=8, help="minibatch size (the chip sums each example's pulses)")
     p.add_argument("--lr", type=float, default=0.2, help="learning rate of the mean cross-entropy loss")
+    p.add_argument("--lr-decay", type=float, default=0.5, help="the learning rate is multiplied by this after every "
+                                                              "epoch (torch.optim.lr_scheduler.StepLR)")
     p.add_argument("--limit-train", type=int, default=None, help="train on the first N images only")
     p.add_argument("--limit-test", type=int, default=None, help="test on the first N images only")
     p.add_argument("--seed", type=int, default=0)
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
         ann.convert(model, chip=args.preset, seed=args.seed)  # every Conv2d and Linear onto the chip
         opt = ChipSGD(model.parameters(), lr=args.lr)
 
+    schedule = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=args.lr_decay)
     history = []
     t0 = time.perf_counter()
     for epoch in range(args.epochs):
@@ -94,11 +97,12 @@ def main(argv: list[str] | None = None) -> dict:
             opt.zero_grad()
             loss.backward()
             opt.step()
+        schedule.step()
         acc = accuracy(model, x_test, y_test)
         history.append(acc)
         print(f"epoch {epoch + 1}: test accuracy {100 * acc:.2f} %  ({time.perf_counter() - t0:.0f} s)", flush=True)
     result = {"network": "lenet5", "mode": "digital" if args.digital else args.preset, "epochs": args.epochs,
-              "batch": args.batch, "lr": args.lr, "seed": args.seed, "train_images": len(x_train),
+              "batch": args.batch, "lr": args.lr, "lr_decay": args.lr_decay, "seed": args.seed, "train_images": len(x_train),
               "test_images": len(x_test), "test_accuracy": history, "wall_s": time.perf_counter() - t0}
     print(json.dumps(result))
     return result
