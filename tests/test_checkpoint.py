@@ -36,8 +36,9 @@ from analogtrain.training import Trainer
 
 # Buffers created with torch.empty and always written before they are read: their contents
 # may differ between processes (uninitialised memory) without any effect on the run.
-SCRATCH = ("._scratch", "._counts", "._row_pos")
-STATE = (".g_plus", ".g_minus", ".v", ".v_shared", ".polarity", ".w", "._row_clock", ".w_us", ".nu_plus")
+SCRATCH = ()  # a state dict holds no scratch buffers
+STATE = (".g_plus_us", ".g_minus_us", ".v_c_v", ".v_shared_v", ".polarity", ".w", ".row_clock", ".nu_plus",
+         ".set_step_plus")
 
 
 # -- in-process helpers ------------------------------------------------------------------
@@ -120,35 +121,46 @@ def test_stop_save_load_continue_is_bit_identical(preset, over, stop_at, digits,
 
 
 @pytest.mark.parametrize("preset", ["nature2018", "nature2018-no-inversion", "2pcm", "software"])
-def test_every_attribute_has_a_known_kind(preset, digits):
-    tree, tensors, skipped = encode_trainer(_make(preset, digits))
-    assert skipped == {}, "attributes of a kind the checkpoint cannot save"
-    assert "__generator__.0" in tensors
+def test_a_checkpoint_is_the_trainers_named_state(preset, digits):
+    values, tensors, skipped = encode_trainer(_make(preset, digits))
+    assert skipped == {}
+    assert "mlp.generator" in tensors and values["version"] == Trainer.STATE_VERSION
+    names = set(tensors)
+    if preset != "software":
+        assert {"mlp.layers.0.cells.g_plus_us", "mlp.layers.0.cells.version"} <= names
+    assert not any("._" in n or n.split(".")[-1].startswith("_") for n in names)  # no private attributes
 
 
-def test_new_state_is_saved_without_touching_the_checkpoint_code(monkeypatch, digits, tmp_path):
-    """The walk is generic: a tensor or counter added to the cells later is saved and restored."""
+def test_renaming_a_private_attribute_does_not_change_a_checkpoint(monkeypatch, digits, tmp_path):
+    """Checkpoints are built from state dicts: a private cache the cells keep under another name
+    is neither saved nor needed, and the saved run resumes as before."""
     a = _make("nature2018", digits)
-    a.save_checkpoint(tmp_path / "old.safetensors")  # written before the cells had the new state
+    a.train(epochs=1, progress=False, on_step=lambda t: t.state.examples_seen == 30)
+    a.save_checkpoint(tmp_path / "a.safetensors")
     orig = HybridCells.__init__
 
     def init(self, *args, **kw):
         orig(self, *args, **kw)
-        self.future_state = torch.zeros(3, dtype=torch.float64)
-        self.future_counter = 0
+        self._some_new_cache = torch.zeros(3)
 
     monkeypatch.setattr(HybridCells, "__init__", init)
-    b = _make("nature2018", digits)
-    b.train(epochs=1, progress=False, on_step=lambda t: t.state.examples_seen == 30)
-    b.mlp.layers[1].cells.future_state += 7.25
-    b.mlp.layers[1].cells.future_counter = 5
-    b.save_checkpoint(tmp_path / "new.safetensors")
-    c = Trainer.from_checkpoint(tmp_path / "new.safetensors", digits.x_train, digits.y_train, digits.x_test,
+    b = Trainer.from_checkpoint(tmp_path / "a.safetensors", digits.x_train, digits.y_train, digits.x_test,
                                 digits.y_test, digits.n_classes)
-    assert torch.equal(c.mlp.layers[1].cells.future_state, torch.full((3,), 7.25, dtype=torch.float64))
-    assert c.mlp.layers[1].cells.future_counter == 5
-    with pytest.raises(CheckpointError, match="future_counter is missing from the file|future_state is missing"):
-        _make("nature2018", digits).load_checkpoint(tmp_path / "old.safetensors")
+    assert b.state.examples_seen == 30
+    assert encode_trainer(b)[1].keys() == encode_trainer(a)[1].keys()
+
+
+def test_a_state_from_another_version_is_refused_in_one_line(digits, tmp_path):
+    a = _make("nature2018", digits)
+    sd = a.state_dict()
+    sd["version"] = 1
+    with pytest.raises(CheckpointError, match="state version 1") as err:
+        _make("nature2018", digits).load_state_dict(sd)
+    assert "\n" not in str(err.value)
+    sd = a.state_dict()
+    sd["mlp.layers.0.cells.version"] = torch.tensor(9)
+    with pytest.raises(CheckpointError, match="version 9"):
+        _make("nature2018", digits).load_state_dict(sd)
 
 
 def test_checkpoint_for_another_config_or_data_is_refused(digits, tmp_path):
@@ -162,7 +174,7 @@ def test_checkpoint_for_another_config_or_data_is_refused(digits, tmp_path):
         b.load_checkpoint(tmp_path / "a.safetensors")
     c = _make("nature2018", digits)
     c.mlp.layers[0].cells.v = torch.zeros(1, 2, 3)  # a shape this checkpoint cannot fill
-    with pytest.raises(CheckpointError, match=r"cells\.v is torch.float32 \(1, 65, 16\) in the file"):
+    with pytest.raises(CheckpointError, match=r"cells\.v_c_v is not a torch.float32 tensor of shape \(1, 2, 3\)"):
         c.load_checkpoint(tmp_path / "a.safetensors")
 
 
@@ -301,11 +313,11 @@ def test_crafted_json_metadata_does_not_execute(tmp_path, digits, small_checkpoi
     ]
     for i, attack in enumerate(attacks):
         s = json.loads(json.dumps(state))
-        s["tree"]["attrs"]["state"]["attrs"]["history"] = {"list": [attack]}
-        s["tree"]["attrs"]["mlp"]["attrs"]["evil"] = attack
-        for variant in (s, {**s, "tree": attack}):
+        s["values"]["training_state"]["history"] = [attack]
+        s["values"]["counters"]["evil"] = attack
+        for variant in (s, {**s, "values": attack}):
             sj = json.dumps(variant)
-            meta = {"format": ckmod.FORMAT, "format_version": "1", "state": sj, "sha256": ckmod._digest(sj, tensors)}
+            meta = {"format": ckmod.FORMAT, "format_version": str(ckmod.FORMAT_VERSION), "state": sj, "sha256": ckmod._digest(sj, tensors)}
             path = tmp_path / f"crafted{i}.safetensors"
             path.write_bytes(safetensors.torch.save(tensors, metadata=meta))
             _load_all_ways(path, digits, checksum_ok=True)
@@ -317,7 +329,7 @@ def test_crafted_json_metadata_does_not_execute(tmp_path, digits, small_checkpoi
     ("truncate_body", "not an analogtrain checkpoint or is corrupt"),
     ("flip_data", "fails its checksum"),
     ("flip_header", "checkpoint"),
-    ("version", "format version '2'"),
+    ("version", "format version '3'"),
     ("empty", "truncated"),
     ("missing", "not found"),
     ("directory", "cannot read"),
@@ -336,7 +348,7 @@ def test_damaged_checkpoint_is_one_clear_line(damage, needle, small_checkpoint, 
         data[200] ^= 0x04
     elif damage == "version":
         header, _ = _header(small_checkpoint)
-        meta = dict(header["__metadata__"], format_version="2")
+        meta = dict(header["__metadata__"], format_version="3")
         data = safetensors.torch.save(safetensors.torch.load(small_checkpoint), metadata=meta)
     elif damage == "empty":
         data = b""
@@ -420,7 +432,7 @@ def test_tampered_state_with_valid_checksum_gives_only_checkpoint_errors(small_c
                 collect(v, out)
         return out
 
-    nodes = collect(state["tree"], [])
+    nodes = collect(state["values"], [])
     path = tmp_path / "tampered.safetensors"
     counts = {"cases": 0, "loaded": 0}
     values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=6),
@@ -433,11 +445,11 @@ def test_tampered_state_with_valid_checksum_gives_only_checkpoint_errors(small_c
     def check(i, value):
         counts["cases"] += 1
         s = json.loads(json.dumps(state))
-        nodes_s = collect(s["tree"], [])
+        nodes_s = collect(s["values"], [])
         parent, key = nodes_s[i % len(nodes_s)]
         parent[key] = value
         sj = json.dumps(s)
-        meta = {"format": ckmod.FORMAT, "format_version": "1", "state": sj, "sha256": ckmod._digest(sj, tensors)}
+        meta = {"format": ckmod.FORMAT, "format_version": str(ckmod.FORMAT_VERSION), "state": sj, "sha256": ckmod._digest(sj, tensors)}
         path.write_bytes(safetensors.torch.save(tensors, metadata=meta))
         try:
             _make("nature2018", digits, training={"hidden": [4]}).load_checkpoint(path)
@@ -511,7 +523,7 @@ def _assert_same_run(a: Path, b: Path) -> None:
     for name in ("checkpoint.safetensors", "checkpoint-software.safetensors"):
         ca, cb = read_checkpoint(a / name), read_checkpoint(b / name)
         assert ca.progress == cb.progress == {"epoch": 2, "position": 0, "examples_seen": PER_RUN}
-        _assert_same_state(ca.state["tree"], ca.tensors, cb.state["tree"], cb.tensors)
+        _assert_same_state(ca.state["values"], ca.tensors, cb.state["values"], cb.tensors)
     ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
     assert ra["runs"].keys() == rb["runs"].keys() == {"nature2018", "software"}
     for name in ra["runs"]:

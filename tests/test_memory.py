@@ -32,6 +32,6 @@ def test_check_fits_refuses_in_one_line_and_passes_what_fits():
     assert "\n" not in str(err.value)
 
 
-def test_cli_refuses_a_run_that_cannot_fit(one_error_line):
-    assert cli.main(["train", "--hidden", "100000-100000", "--epochs", "1"]) == 2
+def test_cli_refuses_a_run_that_cannot_fit(one_error_line, tmp_path):
+    assert cli.main(["train", "--hidden", "100000-100000", "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
     assert "needs about" in one_error_line()

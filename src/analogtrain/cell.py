@@ -175,6 +175,8 @@ class _PCMPair:
             "g_plus_us": self.g_plus,
             "g_minus_us": self.g_minus,
             "programmed_at_s": self.programmed_at_s,
+            "w_pcm_us": self.w_pcm_us,  # as last computed (with drift, it is re-read only every so often)
+            "read_var_us2": self.read_var_us2,
             "time_s": torch.tensor(self.time_s, dtype=torch.float64),
             "examples_since_drift": torch.tensor(self._examples_since_drift, dtype=torch.int64),
         }
@@ -489,14 +491,15 @@ class HybridCells(_PCMPair):
             raise CheckpointError("HybridCells state lacks origin_s or rows_in_step; it was not written by "
                                   "HybridCells.state_dict()")
         targets: dict[str, object] = {"g_plus_us": self.g_plus, "g_minus_us": self.g_minus,
-                                      "programmed_at_s": self.programmed_at_s, **self._named_tensors()}
+                                      "programmed_at_s": self.programmed_at_s, "w_pcm_us": self.w_pcm_us,
+                                      "read_var_us2": self.read_var_us2, **self._named_tensors()}
         if self.drift:
             targets.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
         self._load_tensors(state, targets)
         self._origin_s = float(origin)
         self._rows_in_step = bool(rows_in_step)
         self.now_t.fill_(self._now())
-        self.refresh_pcm()  # derived caches (W_pcm, read variance, column terms) from the state
+        self._refresh_columns()  # the column terms from the restored state; W is recomputed on its next read
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         self.sync()
@@ -613,12 +616,12 @@ class PCMPairCells(_PCMPair):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         targets: dict[str, object] = {"g_plus_us": self.g_plus, "g_minus_us": self.g_minus,
-                                      "programmed_at_s": self.programmed_at_s,
+                                      "programmed_at_s": self.programmed_at_s, "w_pcm_us": self.w_pcm_us,
+                                      "read_var_us2": self.read_var_us2,
                                       "set_step_plus": self.step_plus, "set_step_minus": self.step_minus}
         if self.drift:
             targets.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
         self._load_tensors(state, targets)
-        self.refresh_pcm()
 
     def occasional_reset(self) -> TransferStats:
         """RESET-and-reprogram every saturated pair to the weight it presented (read)."""

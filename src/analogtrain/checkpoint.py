@@ -1,34 +1,29 @@
 """Checkpoints: the whole state of a :class:`~analogtrain.training.Trainer` in one file.
 
 A checkpoint holds everything needed to continue a run so that it ends bit for bit where
-the uninterrupted run would have ended:
+the uninterrupted run would have ended: :meth:`Trainer.state_dict() <analogtrain.training.Trainer.state_dict>`,
+which is built from the named, versioned state dicts of the network, its crossbars and their
+cells (``mlp.layers.<i>.cells.v_c_v``, ...; the deferred-leak clocks instead of bringing the
+leak up to date, which would change the float path), the random stream, and the loop's
+state (epoch, position, history, counters, pulse windows); plus the full config, a
+fingerprint (SHA-256) of the dataset and a format version.  Nothing is found by walking
+private attributes: renaming one does not change what a checkpoint holds.
 
-* every tensor the simulator holds (conductances, capacitor voltages, polarities, per-cell
-  mismatch draws, shared reference cells, drift state, deferred-leak clocks, cached weights,
-  the crossbars' statistics), found by walking the objects rather than by a list of names,
-  so a tensor added to a cell or crossbar later is saved without touching this module;
-* the python scalars of the same objects (``time_s``, ``_origin_s``, ``_rows_in_step``,
-  ``_stale``, counters ...), stored raw: nothing is synced or recomputed on save, since
-  bringing the deferred leakage up to date would change the floating-point path;
-* the state of every ``torch.Generator`` met on the walk (the network's shared one);
-* the :class:`~analogtrain.training.TrainingState` (epoch, position in the epoch, examples
-  seen, transfers, running train accuracy, history, wall time) and the trainer's counters;
-* the full config, a fingerprint (SHA-256) of the dataset, and a format version.
-
-Format.  One `safetensors <https://github.com/huggingface/safetensors>`_ file: the tensors,
-plus string metadata ``format``, ``format_version``, ``state`` (JSON: the object tree with
-its scalars and references to the tensors, the config, the training state) and ``sha256``
-(a digest of ``state`` and of every tensor's name, dtype, shape and bytes).  Loading parses
-JSON and raw tensor bytes only: nothing in the file can execute code (no pickle).  Objects
-are never created from class names found in the file, except the whitelisted plain record
-type :class:`~analogtrain.training.EpochRecord`.  A truncated, corrupted or edited file,
-or one of another format version, raises :class:`~analogtrain.errors.CheckpointError` with
-one line; a checkpoint is written atomically (temporary file in the same folder, fsync,
-rename, fsync of the folder) and a failed write raises :class:`~analogtrain.errors.OutputError`.
+Format.  One `safetensors <https://github.com/huggingface/safetensors>`_ file: the state dict's
+tensors by name, plus string metadata ``format``, ``format_version``, ``state`` (JSON: the
+state dict's plain values, the config, the progress) and ``sha256`` (a digest of ``state``
+and of every tensor's name, dtype, shape and bytes).  Loading parses JSON and raw tensor
+bytes only: nothing in the file can execute code (no pickle), and no object is created from a
+name found in the file.  Before anything is restored the whole state is checked against the
+trainer's own state dict (names, tensor shapes and dtypes, value kinds), so a truncated,
+corrupted or edited file, or one of another format version, raises
+:class:`~analogtrain.errors.CheckpointError` with one line and leaves the trainer as it was.
+A checkpoint is written atomically (temporary file in the same folder, fsync, rename, fsync
+of the folder) and a failed write raises :class:`~analogtrain.errors.OutputError`.
 
 What is not saved: the dataset (fingerprinted instead), the config objects (the config is
 saved as a dict and must match), the transfer schedule (a pure function of the config) and
-functions (activation functions).
+what is recomputed from the state (the cells' cached presented weights).
 
 >>> import analogtrain as at, tempfile, os
 >>> from analogtrain.training import Trainer
@@ -48,6 +43,7 @@ import dataclasses
 import errno
 import hashlib
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -56,94 +52,20 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ._configbase import ConfigBase
 from .errors import CheckpointError, ConfigError, OutputError
 
 if TYPE_CHECKING:
     from .training import Trainer
 
 FORMAT = "analogtrain-checkpoint"
-FORMAT_VERSION = 1
-
-#: Trainer attributes that are not simulator state: the data (fingerprinted instead), the
-#: config (saved as a dict), the device, the schedule (a pure function of the config) and the
-#: memory estimate the run was checked against (recomputed from the config).
-TRAINER_SKIP = frozenset({"config", "device", "x_train", "y_train", "x_test", "y_test", "schedule", "_data_sha256",
-                          "memory"})
+FORMAT_VERSION = 2
 
 _SCALARS = (bool, int, float, str, type(None))
-
-
-def _class_id(obj: Any) -> str:
-    t = type(obj)
-    return f"{t.__module__}:{t.__qualname__}"
-
-
-def _constructible() -> dict[str, type]:
-    """Plain record classes a checkpoint may create (everything else is restored in place)."""
-    from .training import EpochRecord
-
-    return {f"{EpochRecord.__module__}:{EpochRecord.__qualname__}": EpochRecord}
-
-
-def _is_ours(v: Any) -> bool:
-    return (not isinstance(v, type) and type(v).__module__.startswith("analogtrain.")
-            and hasattr(v, "__dict__") and not isinstance(v, ConfigBase))
 
 
 def _one_line(text: str, limit: int = 300) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
-
-
-# -- saving ------------------------------------------------------------------------------
-class _Saver:
-    """Walks objects and encodes them as a JSON tree whose leaves name saved tensors."""
-
-    def __init__(self) -> None:
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.skipped: dict[str, str] = {}
-        self._generators: list[torch.Generator] = []
-        self._seen: dict[int, str] = {}
-
-    def obj(self, o: Any, path: str, skip: frozenset[str] = frozenset()) -> dict[str, Any]:
-        self._seen[id(o)] = path
-        attrs = {name: self.value(val, f"{path}.{name}") for name, val in vars(o).items() if name not in skip}
-        return {"obj": _class_id(o), "attrs": attrs}
-
-    def value(self, v: Any, path: str) -> dict[str, Any]:
-        if isinstance(v, _SCALARS):
-            return {"v": v}
-        if isinstance(v, torch.Tensor):
-            self.tensors[path] = v.detach().cpu().clone(memory_format=torch.contiguous_format)
-            return {"t": path, "dev": v.device.type}
-        if isinstance(v, torch.Generator):
-            for i, g in enumerate(self._generators):
-                if g is v:
-                    return {"gen": i}
-            self._generators.append(v)
-            i = len(self._generators) - 1
-            self.tensors[f"__generator__.{i}"] = v.get_state().clone()
-            return {"gen": i}
-        if isinstance(v, np.generic):
-            return {"v": v.item()}
-        if isinstance(v, np.ndarray):
-            self.tensors[path] = torch.from_numpy(np.ascontiguousarray(v).copy())
-            return {"np": path}
-        if isinstance(v, (list, tuple)):
-            return {type(v).__name__ if type(v) in (list, tuple) else "list":
-                    [self.value(e, f"{path}.{i}") for i, e in enumerate(v)]}
-        if isinstance(v, dict):
-            if all(isinstance(k, _SCALARS) for k in v):
-                return {"dict": [[k, self.value(e, f"{path}.{k}")] for k, e in v.items()]}
-        elif _is_ours(v):
-            if id(v) in self._seen:
-                return {"ref": self._seen[id(v)]}
-            return self.obj(v, path)
-        kind = "config" if isinstance(v, ConfigBase) else type(v).__name__
-        if not (callable(v) or isinstance(v, (ConfigBase, torch.device, torch.dtype))):
-            self.skipped[path] = kind
-        return {"skip": kind}
 
 
 def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:
@@ -184,14 +106,94 @@ def _data_info(trainer: Trainer) -> dict[str, Any]:
 
 
 def encode_trainer(trainer: Trainer) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, str]]:
-    """(tree, tensors, skipped): the trainer's state as a JSON tree and the tensors it names.
+    """(values, tensors, skipped): :meth:`Trainer.state_dict` split into its plain values (JSON)
+    and its tensors (copied to the CPU), by name.  ``skipped`` is empty: every entry of a state
+    dict is a tensor or a plain value."""
+    values: dict[str, Any] = {}
+    tensors: dict[str, torch.Tensor] = {}
+    for name, v in trainer.state_dict().items():
+        if isinstance(v, torch.Tensor):
+            tensors[name] = v.detach().cpu().clone(memory_format=torch.contiguous_format)
+        else:
+            values[name] = v
+    return values, tensors, {}
 
-    ``skipped`` lists attributes of a type the walk does not know how to save (path -> type);
-    it should be empty (a test checks this for every preset).
-    """
-    saver = _Saver()
-    tree = saver.obj(trainer, "trainer", skip=TRAINER_SKIP)
-    return tree, saver.tensors, saver.skipped
+
+def _plain(v: Any, path: str) -> None:
+    """Raise ValueError unless ``v`` is built from JSON's plain values only."""
+    if isinstance(v, dict):
+        for k, e in v.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{path} has a non-string key")
+            _plain(e, f"{path}.{k}")
+    elif isinstance(v, list):
+        for i, e in enumerate(v):
+            _plain(e, f"{path}.{i}")
+    elif not isinstance(v, _SCALARS):
+        raise ValueError(f"{path} is a {type(v).__name__}")
+
+
+def _same_shape(fresh: Any, saved: Any, path: str) -> None:
+    """``saved`` has ``fresh``'s structure: the same keys, list lengths where fixed, value kinds."""
+    if isinstance(fresh, dict):
+        if not isinstance(saved, dict) or set(saved) != set(fresh):
+            raise ValueError(f"{path} does not have the entries this version writes")
+        for k in fresh:
+            _same_shape(fresh[k], saved[k], f"{path}.{k}")
+    elif isinstance(fresh, bool):
+        if not isinstance(saved, bool):
+            raise ValueError(f"{path} is not true/false")
+    elif isinstance(fresh, (int, float)):
+        if isinstance(saved, bool) or not isinstance(saved, (int, float)) or not math.isfinite(saved):
+            raise ValueError(f"{path} is not a finite number")
+    elif isinstance(fresh, list):
+        if not isinstance(saved, list):
+            raise ValueError(f"{path} is not a list")
+
+
+def check_state_fits(fresh: dict[str, Any], saved: dict[str, Any]) -> None:
+    """Raise a one-line :class:`CheckpointError` unless the state dict ``saved`` fits a trainer
+    whose own state dict is ``fresh``: the same names, tensors of the same shape and dtype,
+    plain values of the same kinds.  Nothing is changed."""
+    try:
+        missing = sorted(set(fresh) - set(saved) - {"pulse_window_layers"})
+        fresh_windows = {k for k in fresh if k.startswith("pulse_window.")}
+        extra = sorted(set(saved) - set(fresh) - {k for k in saved if k.startswith("pulse_window.")} - fresh_windows)
+        if missing or extra:
+            raise ValueError(f"entries missing {missing[:3]} or unexpected {extra[:3]}")
+        if saved.get("version") != fresh["version"]:
+            raise ValueError(f"state version {saved.get('version')!r}, this analogtrain reads {fresh['version']}")
+        for name, f in fresh.items():
+            if name.startswith("pulse_window"):
+                continue
+            v = saved[name]
+            if isinstance(f, torch.Tensor):
+                if not isinstance(v, torch.Tensor) or v.shape != f.shape or v.dtype != f.dtype:
+                    raise ValueError(f"{name} is not a {f.dtype} tensor of shape {tuple(f.shape)}")
+                if v.is_floating_point() and name.startswith("mlp.") and not bool(torch.isfinite(v).all()):
+                    raise ValueError(f"{name} holds non-finite values")
+            else:
+                _plain(v, name)
+                _same_shape(f, v, name)
+        layers = saved.get("pulse_window_layers")
+        if layers is not None:
+            if not (isinstance(layers, list) and len(layers) == len(fresh["counters"]["tuning_pulses"])
+                    and all(isinstance(b, bool) for b in layers)):
+                raise ValueError("pulse_window_layers does not match the network")
+            for i, has in enumerate(layers):
+                for part in ("net", "total"):
+                    if has and not isinstance(saved.get(f"pulse_window.{i}.{part}"), torch.Tensor):
+                        raise ValueError(f"pulse_window.{i}.{part} is missing")
+        from .training import EpochRecord
+
+        for h in saved["training_state"]["history"]:
+            if not isinstance(h, dict):
+                raise ValueError("training_state.history holds something that is not an epoch record")
+            EpochRecord(**h)
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
+        raise CheckpointError(f"checkpoint state does not fit this run ({_one_line(exc, 160)})") from None
 
 
 def checkpoint_bytes(trainer: Trainer, extra: dict[str, Any] | None = None) -> bytes:
@@ -213,7 +215,7 @@ def checkpoint_bytes(trainer: Trainer, extra: dict[str, Any] | None = None) -> b
         "progress": {"epoch": st.epoch, "position": st.position, "examples_seen": st.examples_seen},
         "extra": dict(extra or {}),
         "skipped": skipped,
-        "tree": tree,
+        "values": tree,
     }
     state_json = json.dumps(state, separators=(",", ":"))
     metadata = {
@@ -341,151 +343,13 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{not_ours} (unreadable state)") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT or state.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{not_ours} (inconsistent state)")
-    for key, kind in (("config", dict), ("data", dict), ("progress", dict), ("extra", dict), ("tree", dict)):
+    for key, kind in (("config", dict), ("data", dict), ("progress", dict), ("extra", dict), ("values", dict)):
         if not isinstance(state.get(key), kind):
             raise CheckpointError(f"{not_ours} (state has no {key})")
     return Checkpoint(path, state, tensors)
 
 
 # -- restoring ---------------------------------------------------------------------------
-class _Loader:
-    """Decodes a saved tree against a freshly built trainer.
-
-    Pass 1 (:meth:`obj`) checks everything and collects actions; pass 2 (:meth:`apply`)
-    performs them, so a bad checkpoint leaves the trainer untouched.
-    """
-
-    def __init__(self, ck: Checkpoint, device: torch.device):
-        self.ck = ck
-        self.device = device
-        self.actions: list[tuple[Any, ...]] = []
-        self._gens: dict[int, int] = {}
-        self._paths: dict[str, Any] = {}
-        self._make = _constructible()
-
-    def fail(self, path: str, problem: str) -> CheckpointError:
-        return CheckpointError(f"checkpoint {self.ck.path} does not fit this analogtrain: {path} {problem} "
-                               "(was it written by another version?)")
-
-    def tensor(self, key: Any, path: str) -> torch.Tensor:
-        if not isinstance(key, str) or key not in self.ck.tensors:
-            raise self.fail(path, "names a tensor that is not in the file")
-        return self.ck.tensors[key]
-
-    def obj(self, entry: Any, fresh: Any, path: str, skip: frozenset[str] = frozenset()) -> Any:
-        if not (isinstance(entry, dict) and isinstance(entry.get("obj"), str) and isinstance(entry.get("attrs"), dict)):
-            raise self.fail(path, "is malformed")
-        if fresh is None or not hasattr(fresh, "__dict__") or _class_id(fresh) != entry["obj"]:
-            cls = self._make.get(entry["obj"])
-            if cls is None:
-                found = "nothing" if fresh is None else _class_id(fresh)
-                raise self.fail(path, f"is a {_one_line(entry['obj'], 80)} in the file but {found} here")
-            return self._construct(cls, entry["attrs"], path)
-        self._paths[path] = fresh
-        saved = entry["attrs"]
-        current = {k: v for k, v in vars(fresh).items() if k not in skip}
-        for k, v in current.items():
-            if k not in saved and not (callable(v) or isinstance(v, (ConfigBase, torch.device, torch.dtype))):
-                raise self.fail(f"{path}.{k}", "is missing from the file")
-        for k, e in saved.items():
-            if k not in current:
-                raise self.fail(f"{path}.{_one_line(k, 60)}", "is in the file but unknown here")
-            new = self.value(e, current[k], f"{path}.{k}")
-            if new is not current[k]:
-                self.actions.append(("set", fresh, k, new))
-        return fresh
-
-    def _construct(self, cls: type, attrs: dict[str, Any], path: str) -> Any:
-        names = {f.name for f in dataclasses.fields(cls)}
-        if set(attrs) != names:
-            raise self.fail(path, f"does not have the fields of {cls.__name__}")
-        return cls(**{k: self.value(e, None, f"{path}.{k}") for k, e in attrs.items()})
-
-    def value(self, e: Any, fresh: Any, path: str) -> Any:
-        if not isinstance(e, dict) or not e:
-            raise self.fail(path, "is malformed")
-        if "obj" in e:
-            return self.obj(e, fresh, path)
-        if "v" in e:
-            return self._scalar(e["v"], fresh, path)
-        if "t" in e:
-            saved = self.tensor(e["t"], path)
-            if isinstance(fresh, torch.Tensor):
-                if fresh.shape != saved.shape or fresh.dtype != saved.dtype:
-                    raise self.fail(path, f"is {saved.dtype} {tuple(saved.shape)} in the file but "
-                                          f"{fresh.dtype} {tuple(fresh.shape)} here")
-                self.actions.append(("copy", fresh, saved))
-                return fresh
-            return saved.to("cpu" if e.get("dev") == "cpu" else self.device)
-        if "np" in e:
-            return self.tensor(e["np"], path).numpy().copy()
-        if "gen" in e:
-            if not isinstance(fresh, torch.Generator) or isinstance(e["gen"], bool) or not isinstance(e["gen"], int):
-                raise self.fail(path, "is a random generator in the file but not here")
-            state = self.tensor(f"__generator__.{e['gen']}", path)
-            if self._gens.setdefault(id(fresh), e["gen"]) != e["gen"]:
-                raise self.fail(path, "shares a random generator differently")
-            try:
-                torch.Generator(device=fresh.device).set_state(state)
-            except (RuntimeError, TypeError, ValueError) as exc:
-                raise self.fail(path, f"has an invalid generator state ({_one_line(exc, 80)})") from None
-            self.actions.append(("gen", fresh, state))
-            return fresh
-        if "list" in e or "tuple" in e:
-            items = e.get("list", e.get("tuple"))
-            if not isinstance(items, list):
-                raise self.fail(path, "is malformed")
-            same = isinstance(fresh, (list, tuple)) and len(fresh) == len(items)
-            new = [self.value(x, fresh[i] if same else None, f"{path}.{i}") for i, x in enumerate(items)]
-            if same and type(fresh) is (list if "list" in e else tuple) and all(a is b for a, b in zip(new, fresh)):
-                return fresh
-            return new if "list" in e else tuple(new)
-        if "dict" in e:
-            items = e["dict"]
-            if not isinstance(items, list) or not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], _SCALARS)
-                                                      for p in items):
-                raise self.fail(path, "is malformed")
-            fd = fresh if isinstance(fresh, dict) else {}
-            new_d = {k: self.value(x, fd.get(k), f"{path}.{k}") for k, x in items}
-            if isinstance(fresh, dict) and new_d.keys() == fresh.keys() and all(new_d[k] is fresh[k] for k in new_d):
-                return fresh
-            return new_d
-        if "ref" in e:
-            if e["ref"] not in self._paths:
-                raise self.fail(path, "refers to an object that is not in the file")
-            return self._paths[e["ref"]]
-        if "skip" in e:
-            return fresh
-        raise self.fail(path, "is malformed")
-
-    def _scalar(self, v: Any, fresh: Any, path: str) -> Any:
-        """A saved python scalar, of the kind the attribute has here (None fits anything)."""
-        if not isinstance(v, _SCALARS):
-            raise self.fail(path, "is malformed")
-        if v is None or fresh is None or not isinstance(fresh, _SCALARS):
-            return v
-        if isinstance(fresh, bool) or isinstance(v, bool):
-            ok = isinstance(fresh, bool) and isinstance(v, bool)
-        elif isinstance(fresh, float):
-            ok = isinstance(v, (int, float))
-            v = float(v) if ok else v
-        else:
-            ok = isinstance(v, type(fresh))
-        if not ok:
-            raise self.fail(path, f"is a {type(v).__name__} in the file but a {type(fresh).__name__} here")
-        return v
-
-    def apply(self) -> None:
-        with torch.no_grad():
-            for action in self.actions:
-                if action[0] == "copy":
-                    action[1].copy_(action[2])
-                elif action[0] == "gen":
-                    action[1].set_state(action[2])
-                else:
-                    setattr(action[1], action[2], action[3])
-
-
 def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
     if isinstance(a, dict) and isinstance(b, dict):
         for k in sorted(set(a) | set(b), key=str):
@@ -511,15 +375,11 @@ def restore(trainer: Trainer, ck: Checkpoint) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {ck.path} was trained on other data ({data.get('n_train')} train / "
                               f"{data.get('n_test')} test images there, {trainer.x_train.shape[0]} / "
                               f"{trainer.x_test.shape[0]} here, or different images)")
-    loader = _Loader(ck, trainer.device)
+    state: dict[str, Any] = {**ck.state["values"], **ck.tensors}
     try:
-        loader.obj(ck.state["tree"], trainer, "trainer", skip=TRAINER_SKIP)
-    except CheckpointError:
-        raise
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, RecursionError,
-            OverflowError) as exc:
-        raise CheckpointError(f"checkpoint {ck.path} is malformed ({_one_line(exc, 120)})") from None
-    loader.apply()
+        trainer.load_state_dict(state)
+    except CheckpointError as exc:
+        raise CheckpointError(f"checkpoint {ck.path}: {exc}") from None
     return ck.extra
 
 

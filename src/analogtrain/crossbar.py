@@ -277,6 +277,22 @@ class AnalogCrossbar:
     def has_nonfinite(self) -> bool:
         return not bool(torch.isfinite(self.cells.weight_us()).all())
 
+    # -- named state -------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The cells' named state under ``cells.``, and the array's statistics (tensors themselves)."""
+        out = {f"cells.{k}": v for k, v in self.cells.state_dict().items()}
+        out.update({"update_pulses": self.update_pulses, "saturated_updates": self.saturated_updates,
+                    "tracked_net": self.tracked_net, "tracked_total": self.tracked_total,
+                    "updates": torch.tensor(self.updates, dtype=torch.int64)})
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.cells.load_state_dict({k[len("cells."):]: v for k, v in state.items() if k.startswith("cells.")})
+        for name in ("update_pulses", "saturated_updates", "tracked_net", "tracked_total"):
+            getattr(self, name).copy_(state[name])
+        self.updates = int(state["updates"])
+        self._ctx = None
+
 
 class DigitalCrossbar:
     """Exact FP32 weights, updated by plain SGD: the software baseline."""
@@ -345,3 +361,11 @@ class DigitalCrossbar:
 
     def has_nonfinite(self) -> bool:
         return not bool(torch.isfinite(self.w).all())
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"w": self.w, "updates": torch.tensor(self.updates, dtype=torch.int64)}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.w.copy_(state["w"])
+        self.updates = int(state["updates"])
+        self._x_last = None

@@ -235,6 +235,20 @@ class MLP:
         for layer in self.layers:
             layer.advance_time(dt_s)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every layer's named state under ``layers.<i>.``, and the random stream (``generator``)."""
+        out = {f"layers.{i}.{k}": v for i, layer in enumerate(self.layers) for k, v in layer.state_dict().items()}
+        if self.generator is not None:
+            out["generator"] = self.generator.get_state()
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for i, layer in enumerate(self.layers):
+            head = f"layers.{i}."
+            layer.load_state_dict({k[len(head):]: v for k, v in state.items() if k.startswith(head)})
+        if self.generator is not None:
+            self.generator.set_state(state["generator"].cpu())  # a generator's state is a CPU byte tensor
+
 
 def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="cpu") -> tuple[MLP, list]:
     """The network of ``config`` with initial weights programmed; returns (mlp, programming stats)."""

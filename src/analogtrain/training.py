@@ -7,6 +7,7 @@ every variant of one seed (software, analog presets) sees the same images in the
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import time
@@ -369,6 +370,72 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(rec)
         return self.results()
+
+    # -- named state ---------------------------------------------------------------------
+    #: version of :meth:`state_dict`'s names and meanings
+    STATE_VERSION = 2
+
+    def state_dict(self) -> dict[str, Any]:
+        """The whole state of the run, by name: the network's (``mlp.*``: every layer's cells and
+        statistics, the random stream) as tensors, and the loop's (epoch, position, history,
+        counters, pulse windows) as plain values.  What a checkpoint holds."""
+        out: dict[str, Any] = {f"mlp.{k}": v for k, v in self.mlp.state_dict().items()}
+        st = self.state
+        out["version"] = self.STATE_VERSION
+        out["training_state"] = {
+            "epoch": st.epoch, "position": st.position, "examples_seen": st.examples_seen, "transfers": st.transfers,
+            "transfer_events": st.transfer_events, "train_correct": list(st.train_correct), "wall_s": st.wall_s,
+            "history": [dataclasses.asdict(r) for r in st.history]}
+        out["counters"] = {"initial_programming_pulses": list(self.initial_programming_pulses),
+                           "tuning_pulses": list(self.tuning_pulses), "unconverged": list(self.unconverged),
+                           "reset_pulses": list(self.reset_pulses), "round_pulses": list(self._round_pulses),
+                           "transfer_pulse_log": list(self.transfer_pulse_log),
+                           "pulse_window_history": list(self.pulse_window_history)}
+        window = self.pulse_window
+        out["pulse_window_layers"] = None if window is None else [bool(w) for w in window]
+        for i, w in enumerate(window or []):
+            if w:
+                out[f"pulse_window.{i}.net"] = w["net"]
+                out[f"pulse_window.{i}.total"] = w["total"]
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`.  Everything is checked before anything is changed, so a
+        state that does not fit leaves the trainer as it was (:class:`CheckpointError`, one line)."""
+        from .checkpoint import check_state_fits
+
+        check_state_fits(self.state_dict(), state)
+        from .errors import CheckpointError
+
+        try:  # convert everything first: nothing changes unless all of it converts
+            ts = state["training_state"]
+            history = [EpochRecord(**h) for h in ts["history"]]
+            new_state = TrainingState(epoch=int(ts["epoch"]), position=int(ts["position"]),
+                                      examples_seen=int(ts["examples_seen"]), transfers=int(ts["transfers"]),
+                                      transfer_events=int(ts["transfer_events"]),
+                                      train_correct=[int(c) for c in ts["train_correct"]], history=history,
+                                      wall_s=float(ts["wall_s"]))
+            c = state["counters"]
+            counters = {k: [int(v) for v in c[k]] for k in ("initial_programming_pulses", "tuning_pulses",
+                                                              "unconverged", "reset_pulses", "round_pulses")}
+            if len(new_state.train_correct) != self.config.training.chips or any(
+                    len(counters[k]) != len(self.mlp.layers) for k in counters):
+                raise ValueError("counters of another network")
+            log, windows = list(c["transfer_pulse_log"]), list(c["pulse_window_history"])
+            layers = state["pulse_window_layers"]
+            pulse_window = None if layers is None else [
+                {"net": state[f"pulse_window.{i}.net"].cpu(), "total": state[f"pulse_window.{i}.total"].cpu()}
+                if has else {} for i, has in enumerate(layers)]
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            raise CheckpointError(f"checkpoint state does not fit this run ({' '.join(str(exc).split())[:160]})") from None
+        self.mlp.load_state_dict({k[len("mlp."):]: v for k, v in state.items()
+                                  if k.startswith("mlp.") and isinstance(v, torch.Tensor)})
+        self.state = new_state
+        self.initial_programming_pulses = counters["initial_programming_pulses"]
+        self.tuning_pulses, self.unconverged = counters["tuning_pulses"], counters["unconverged"]
+        self.reset_pulses, self._round_pulses = counters["reset_pulses"], counters["round_pulses"]
+        self.transfer_pulse_log, self.pulse_window_history = log, windows
+        self.pulse_window = pulse_window
 
     # -- checkpoints ---------------------------------------------------------------------
     def save_checkpoint(self, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:

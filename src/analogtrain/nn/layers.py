@@ -189,13 +189,9 @@ class AnalogLayer(nn.Module):
 
     # -- state -----------------------------------------------------------------------------
     def tile_state_dict(self) -> dict[str, torch.Tensor]:
-        t = self.tile
-        out = {f"cells.{k}": v for k, v in t.cells.state_dict().items()}
+        out = dict(self.tile.state_dict())  # the crossbar's named state, as the paper's MLP saves it
         out.update({
             "version": torch.tensor(TILE_STATE_VERSION),
-            "update_pulses": t.update_pulses,
-            "saturated_updates": t.saturated_updates,
-            "updates": torch.tensor(t.updates, dtype=torch.int64),
             "examples_seen": torch.tensor(self.examples_seen, dtype=torch.int64),
             "rng_state": self.generator.get_state(),
             "rng_device": torch.tensor(0 if self.generator.device.type == "cpu" else 1),
@@ -208,12 +204,10 @@ class AnalogLayer(nn.Module):
             found = "no version" if version is None else f"version {int(version)}"
             raise CheckpointError(f"analog layer state has {found}; this analogtrain reads version "
                                   f"{TILE_STATE_VERSION} (save it again with the version that wrote it)")
-        t = self.tile
-        cells = {k[len("cells."):]: v for k, v in state.items() if k.startswith("cells.")}
-        t.cells.load_state_dict(cells)
-        t.update_pulses.copy_(state["update_pulses"])
-        t.saturated_updates.copy_(state["saturated_updates"])
-        t.updates = int(state["updates"])
+        try:
+            self.tile.load_state_dict(state)
+        except KeyError as exc:
+            raise CheckpointError(f"analog layer state lacks {exc}; it was not written by this layer") from None
         self.examples_seen = int(state["examples_seen"])
         same_kind = (int(state["rng_device"]) == 0) == (self.generator.device.type == "cpu")
         if same_kind:
