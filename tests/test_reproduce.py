@@ -367,3 +367,20 @@ def test_cpu_model_names_the_processor(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment.platform, "processor", lambda: "")
     monkeypatch.setattr(experiment.platform, "machine", lambda: "x86_64")
     assert experiment.cpu_model() == "x86_64"
+
+
+def test_variants_trained_side_by_side_give_the_same_results(tmp_path, monkeypatch):
+    """--jobs 2 trains variants in two processes; every number equals training them one by one."""
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    kw = dict(quick=True, limit_train=60, limit_test=40, progress=False, measure_batching=False, chips=2,
+              variants=["software", "nature2018", "2pcm"])
+    one = reproduce.run_reproduction("mnist", tmp_path / "one", jobs=1, **kw)
+    two = reproduce.run_reproduction("mnist", tmp_path / "two", jobs=2, **kw)
+    a, b = one["experiments"]["mnist"]["variants"], two["experiments"]["mnist"]["variants"]
+    assert list(a) == list(b) == ["software", "nature2018", "2pcm"]
+    for v in a:
+        assert a[v]["final_test_accuracy"] == b[v]["final_test_accuracy"], v
+        assert a[v]["update_pulses"] == b[v]["update_pulses"], v
+    with pytest.raises(ConfigError, match="--jobs"):
+        reproduce.run_reproduction("mnist", tmp_path / "three", jobs=0, **kw)

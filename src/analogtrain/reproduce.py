@@ -40,6 +40,7 @@ import copy
 import difflib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -624,6 +625,10 @@ def _previous_run(out: Path, results: dict[str, Any]) -> dict[str, Any] | None:
     return prev
 
 
+def _quiet(_: str) -> None:
+    """The log of a variant trained in a worker process (the parent says what finished)."""
+
+
 def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick: bool = False,
                      data_dir: str | Path | None = None, epochs: int | None = None,
                      variants: Sequence[str] | None = None, progress: bool = True, threads: int | None = 1, *,
@@ -633,6 +638,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                      measure_batching: bool = True, timing_examples: int | None = None,
                      log: Callable[[str], None] | None = None, compile_mode: str = "auto",
                      resume: bool = False, force: bool = False, checkpoint_every: int = CHECKPOINT_EVERY,
+                     jobs: int = 1,
                      overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
 
@@ -662,6 +668,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
             are in its results.json are kept, the one in progress continues from its checkpoint.
             A folder with no run to resume is refused in one line.
         force: replace the run ``out_dir`` already holds (otherwise a folder holding a run is refused).
+        jobs: train up to this many variants at once, each in its own process with ``threads``
+            threads (the results are the same as one after the other).
         overrides: nested config overrides (as ``--set`` / ``--config`` give them) applied to every
             variant on top of its preset and the experiment's settings, e.g.
             ``{"chip": {"transfer": {"mode": "column"}}}``; recorded in the results and the report.
@@ -707,6 +715,9 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
     }
     from .runstore import refuse_overwrite, require_resumable
 
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"--jobs must be a positive integer, got {jobs!r}")
+
     if resume:
         require_resumable(out, "results.json", "reproduce")
     else:
@@ -736,21 +747,41 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
             }
             results["experiments"][exp] = entry
             done = ((previous or {}).get("experiments", {}).get(exp) or {}).get("variants", {})
+            todo = []
             for variant in variant_list:
                 if isinstance(done.get(variant), dict) and "final_test_accuracy" in done[variant]:
                     entry["variants"][variant] = done[variant]
                     log(f"  [{exp}/{variant}] done in the interrupted run: kept")
-                    continue
-                entry["variants"][variant] = _train_variant(variant, settings, data, chips, seed, device,
-                                                            progress, log, out, exp, compile_mode,
-                                                            checkpoint_every, resume)
-                acc = entry["variants"][variant]["final_test_accuracy"]
+                else:
+                    todo.append(variant)
+
+            def finished(variant: str, res: dict[str, Any]) -> None:
+                entry["variants"][variant] = res
+                entry["variants"] = {v: entry["variants"][v] for v in variant_list if v in entry["variants"]}
+                acc = res["final_test_accuracy"]
                 log(f"  [{exp}/{variant}] final test accuracy {100 * sum(acc) / len(acc):.2f}% "
                     f"(chips {', '.join(f'{100 * a:.2f}' for a in acc)})")
                 entry["wall_s"] = time.perf_counter() - t_exp
                 results["wall_s"] = time.perf_counter() - t_start
                 write_json(out / "results.json", results)
                 checkpoint_path(out, exp, variant).unlink(missing_ok=True)
+
+            args = (settings, data, chips, seed, device)
+            rest = (out, exp, compile_mode, checkpoint_every, resume)
+            if jobs > 1 and len(todo) > 1:
+                import concurrent.futures
+                import multiprocessing
+
+                log(f"  training {len(todo)} variants, {min(jobs, len(todo))} at a time (--jobs {jobs})")
+                with concurrent.futures.ProcessPoolExecutor(
+                        max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                        initializer=torch.set_num_threads, initargs=(threads or 1,)) as pool:
+                    futures = {pool.submit(_train_variant, v, *args, False, _quiet, *rest): v for v in todo}
+                    for fut in concurrent.futures.as_completed(futures):
+                        finished(futures[fut], fut.result())
+            else:
+                for variant in todo:
+                    finished(variant, _train_variant(variant, *args, progress, log, *rest))
             old_timing = ((previous or {}).get("experiments", {}).get(exp) or {}).get("timing")
             if measure_batching and chips > 1 and isinstance(old_timing, dict):
                 entry["timing"] = old_timing
@@ -834,6 +865,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="continue the interrupted run in --out (give the same arguments): finished variants are "
                         "kept, the one in progress continues from its checkpoint")
     p.add_argument("--force", action="store_true", help="replace the run that --out already holds")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="train up to N variants at once, each in its own process on one thread "
+                        "(default: the cores there are; results are the same as with --jobs 1)")
     p.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="N",
                    help=f"checkpoint the variant in progress every N examples (default {CHECKPOINT_EVERY:,})")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -868,6 +902,7 @@ def run_cli(args: argparse.Namespace) -> int:
             limit_train=args.limit_train, limit_test=args.limit_test, seed=args.seed, cache_dir=args.cache_dir,
             input_size=args.input_size, device=args.device, transfer_interval=args.transfer_interval,
             compile_mode=args.compile, resume=args.resume, force=args.force,
+            jobs=args.jobs or max(1, os.cpu_count() or 1),
             checkpoint_every=args.checkpoint_every,
             overrides=overrides,
         )
