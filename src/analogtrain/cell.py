@@ -27,27 +27,15 @@ applying it after every example).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import torch
 
 from .config import ChipConfig
 from .devices import Capacitor3T1C, PCMDevice
-from .interface import register_cell
+from .interface import TransferStats, register_cell
 
 #: version of the named state of the cells (state_dict); bumped when names or meanings change
 CELL_STATE_VERSION = 1
-
-
-@dataclass
-class TransferStats:
-    """What one transfer (or 2-PCM refresh) did."""
-
-    columns: int = 0
-    cells: int = 0
-    tuning_pulses: int = 0
-    unconverged: int = 0
-    per_chip_pulses: list[int] = field(default_factory=list)
 
 
 def _col(t: torch.Tensor) -> torch.Tensor:

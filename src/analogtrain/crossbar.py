@@ -25,9 +25,9 @@ from typing import NamedTuple
 import torch
 
 from ._ops import rowblock_mv
-from .cell import TransferStats
+from . import cell as _builtin_cells  # noqa: F401 - registers the built-in cell kinds
 from .config import ChipConfig
-from .interface import UnitCells, cell_class
+from .interface import TransferStats, UnitCells, cell_class
 from .noise import GeneratorNoise, NoiseSource
 from .periphery import Periphery
 from .pulses import PulseGenerator

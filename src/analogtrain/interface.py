@@ -17,6 +17,7 @@ new module: a class that implements it, registered under a new ``chip.cell.kind`
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import torch
@@ -25,8 +26,18 @@ from .config import register_cell_kind
 from .errors import ConfigError
 
 if TYPE_CHECKING:
-    from .cell import TransferStats
     from .config import ChipConfig
+
+
+@dataclass
+class TransferStats:
+    """What one transfer (or 2-PCM refresh) did."""
+
+    columns: int = 0
+    cells: int = 0
+    tuning_pulses: int = 0
+    unconverged: int = 0
+    per_chip_pulses: list[int] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -128,9 +139,9 @@ def register_cell(kind: str) -> Callable[[_T], _T]:
 
 
 def cell_class(kind: str) -> Callable[..., UnitCells]:
-    """The class registered for ``kind`` (a :class:`ConfigError` naming the kinds there are otherwise)."""
-    from . import cell as _builtin  # noqa: F401 - registers the built-in kinds
-
+    """The class registered for ``kind`` (a :class:`ConfigError` naming the kinds there are otherwise).
+    The built-in kinds are registered when :mod:`analogtrain.cell` is imported, which importing
+    the package does."""
     if kind not in _CELLS:
         raise ConfigError(f"no analog cell is registered for chip.cell.kind {kind!r}; "
                           f"analog kinds: {', '.join(sorted(_CELLS))}")
@@ -139,6 +150,4 @@ def cell_class(kind: str) -> Callable[..., UnitCells]:
 
 def analog_kinds() -> tuple[str, ...]:
     """Registered analog cell kinds (``digital`` is the exact software network, not a cell)."""
-    from . import cell as _builtin  # noqa: F401
-
     return tuple(_CELLS)

@@ -20,6 +20,7 @@ class TransferSchedule:
         if chip.cell.kind == "digital":
             self.has_transfer, self.reset_interval = False, 0
         else:
+            from . import cell as _builtin  # noqa: F401 - the built-in kinds, registered on import
             from .interface import cell_class
 
             cls = cell_class(chip.cell.kind)
