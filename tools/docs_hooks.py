@@ -9,8 +9,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
-from contextlib import redirect_stdout
 
 
 def _cell(v) -> str:

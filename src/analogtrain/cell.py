@@ -158,21 +158,25 @@ class _PCMPair:
         return self._stats(pulses * m, unconverged * m, 0, int(mask.sum()))
 
     # -- named state ------------------------------------------------------------------------
-    def _pair_state(self) -> dict[str, torch.Tensor]:
+    def _pair_tensors(self) -> dict[str, torch.Tensor]:
+        """The PCM pair's state tensors by name (the tensors themselves: what is saved and loaded into)."""
         out = {
             "g_plus_us": self.g_plus,
             "g_minus_us": self.g_minus,
             "programmed_at_s": self.programmed_at_s,
             "w_pcm_us": self.w_pcm_us,  # as last computed (with drift, it is re-read only every so often)
             "read_var_us2": self.read_var_us2,
-            "time_s": torch.tensor(self.time_s, dtype=torch.float64),
-            "examples_since_drift": torch.tensor(self._examples_since_drift, dtype=torch.int64),
         }
         if self.drift:
             out.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
         return out
 
-    def _load_tensors(self, state: dict[str, torch.Tensor], names: dict[str, object]) -> None:
+    def _pair_state(self) -> dict[str, torch.Tensor]:
+        return {**self._pair_tensors(),
+                "time_s": torch.tensor(self.time_s, dtype=torch.float64),
+                "examples_since_drift": torch.tensor(self._examples_since_drift, dtype=torch.int64)}
+
+    def _load_tensors(self, state: dict[str, torch.Tensor], names: dict[str, torch.Tensor]) -> None:
         """Copy ``state[name]`` into each tensor of ``names`` (name -> target tensor); the
         set of names must match exactly (one-line error naming what differs)."""
         from .errors import CheckpointError
@@ -478,12 +482,7 @@ class HybridCells(_PCMPair):
 
             raise CheckpointError("HybridCells state lacks origin_s or rows_in_step; it was not written by "
                                   "HybridCells.state_dict()")
-        targets: dict[str, object] = {"g_plus_us": self.g_plus, "g_minus_us": self.g_minus,
-                                      "programmed_at_s": self.programmed_at_s, "w_pcm_us": self.w_pcm_us,
-                                      "read_var_us2": self.read_var_us2, **self._named_tensors()}
-        if self.drift:
-            targets.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
-        self._load_tensors(state, targets)
+        self._load_tensors(state, {**self._pair_tensors(), **self._named_tensors()})
         self._origin_s = float(origin)
         self._rows_in_step = bool(rows_in_step)
         self.now_t.fill_(self._now())
@@ -597,19 +596,15 @@ class PCMPairCells(_PCMPair):
         """The occasional RESET-and-reprogram of saturated pairs."""
         return self.occasional_reset()
 
+    def _step_tensors(self) -> dict[str, torch.Tensor]:
+        return {"set_step_plus": self.step_plus, "set_step_minus": self.step_minus}
+
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Named state (the tensors themselves; scalars as 0-d tensors)."""
-        return {"version": torch.tensor(CELL_STATE_VERSION), **self._pair_state(),
-                "set_step_plus": self.step_plus, "set_step_minus": self.step_minus}
+        return {"version": torch.tensor(CELL_STATE_VERSION), **self._pair_state(), **self._step_tensors()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        targets: dict[str, object] = {"g_plus_us": self.g_plus, "g_minus_us": self.g_minus,
-                                      "programmed_at_s": self.programmed_at_s, "w_pcm_us": self.w_pcm_us,
-                                      "read_var_us2": self.read_var_us2,
-                                      "set_step_plus": self.step_plus, "set_step_minus": self.step_minus}
-        if self.drift:
-            targets.update({"nu_plus": self.nu_plus, "nu_minus": self.nu_minus})
-        self._load_tensors(state, targets)
+        self._load_tensors(state, {**self._pair_tensors(), **self._step_tensors()})
 
     def occasional_reset(self) -> TransferStats:
         """RESET-and-reprogram every saturated pair to the weight it presented (read)."""

@@ -49,7 +49,6 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from .errors import CheckpointError, ConfigError, OutputError

@@ -447,7 +447,7 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any] | None] | N
     The cost model describes the 2PCM+3T1C cell only, so a run of another analog cell (the
     2-PCM baseline) gets a line saying it is not costed, and no report.
     """
-    from .cost.cli import run_cost
+    from .cost.cli import run_cost, run_stats_of
     from .cost.params import chip_cost_params
 
     kind = cfg.chip.cell.kind
@@ -458,16 +458,7 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any] | None] | N
         return (f"Not costed: the cost model (docs/cost_model.md) describes the 2PCM+3T1C cell, "
                 f"and this run's cell is {kind!r}"), None
 
-    chips = run["chips"]
-    stats = {
-        "examples": run["examples"],
-        "update_pulses": [sum(v) / chips for v in run["update_pulses"]],
-        "transfers": run["transfers"],
-        "transfer_tuning_pulses": [p / chips for p in run["transfer_tuning_pulses"]],
-        "cells": run["cells_per_layer"],
-        "transfer_interval_examples": cfg.chip.transfer.interval_examples,
-    }
-    text, report = run_cost(run["network"], stats, params)
+    text, report = run_cost(run["network"], run_stats_of(run, cfg.chip), params)
     clock = run["leak_clock_s"]
     source = ("training.leak_clock = cost-model" if cfg.training.leak_clock == "cost-model"
               else "training.time_per_example_s")

@@ -232,6 +232,7 @@ class AnalogCrossbar:
         _, v = self.cells.read_block(None)
         self.train_update(d, StepContext(x, None, None, v), noise)  # type: ignore[arg-type]
         self.after_update()
+
     # -- update ------------------------------------------------------------------------
     def update(self, d: torch.Tensor) -> None:
         """Apply the update for errors ``d`` [chips, n_out] and the inputs of the last forward."""

@@ -37,6 +37,14 @@ def _activation(name: str):
     raise ValueError(f"unknown activation {name!r}")
 
 
+def fan_in_uniform(n_out: int, rows: int, fan_in: int, generator: torch.Generator,
+                   dtype=torch.float32) -> torch.Tensor:
+    """Weights [n_out, rows] drawn from U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (torch's default for
+    Linear and Conv2d, bias included)."""
+    bound = 1.0 / fan_in**0.5
+    return (torch.rand((n_out, rows), generator=generator, dtype=dtype) * 2 - 1) * bound
+
+
 def init_weights(sizes: Sequence[int], chips: int, seed: int, dtype=torch.float32) -> list[torch.Tensor]:
     """Initial weights per chip: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and bias.
 
@@ -47,8 +55,7 @@ def init_weights(sizes: Sequence[int], chips: int, seed: int, dtype=torch.float3
     for c in range(chips):
         g = torch.Generator().manual_seed(seed * 1_000_003 + c)
         for li, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            bound = 1.0 / n_in**0.5
-            per_layer[li].append((torch.rand((n_out, n_in + 1), generator=g, dtype=dtype) * 2 - 1) * bound)
+            per_layer[li].append(fan_in_uniform(n_out, n_in + 1, n_in, g, dtype))
     return [torch.stack(ws) for ws in per_layer]
 
 

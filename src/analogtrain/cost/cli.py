@@ -21,7 +21,7 @@ from .report import (
     write_json,
 )
 
-__all__ = ["add_parser", "run", "format_run_cost", "run_cost"]
+__all__ = ["add_parser", "run", "format_run_cost", "run_cost", "run_stats_of"]
 
 DEFAULT_NETWORK = "528-250-125-10"
 
@@ -92,6 +92,21 @@ def run(args: argparse.Namespace) -> int:
     if plot_path:
         print(f"wrote {plot_comparison(report, plot_path)}")
     return 0
+
+
+def run_stats_of(run: dict[str, Any], chip: Any) -> dict[str, Any]:
+    """What the cost model needs of a training run (``Trainer``'s results, ``chip`` its
+    ``ChipConfig``): examples, transfers, and the pulse counts per chip (the run holds totals
+    over its chips)."""
+    chips = run["chips"]
+    return {
+        "examples": run["examples"],
+        "update_pulses": [sum(v) / chips for v in run["update_pulses"]],
+        "transfers": run["transfers"],
+        "transfer_tuning_pulses": [p / chips for p in run["transfer_tuning_pulses"]],
+        "cells": run["cells_per_layer"],
+        "transfer_interval_examples": chip.transfer.interval_examples,
+    }
 
 
 def format_run_cost(

@@ -31,7 +31,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from .gpus import GpuComparison, compare_gpus, gpu_by_name, gpu_run_estimate
 from ..timing import (
     Tile,
     backward_needed as _backward_needed,
@@ -40,6 +39,7 @@ from ..timing import (
     time_breakdown_s,
     transfer_event_time_s,
 )
+from .gpus import GpuComparison, compare_gpus, gpu_by_name, gpu_run_estimate
 from .params import PAPER_GOPS_PER_W, PAPER_TOPS_PER_MM2, CostParams, load_cost_params
 
 __all__ = [
@@ -403,7 +403,6 @@ def _network_energy_and_time(
     interval: float,
 ) -> tuple[dict[str, float], dict[str, float], float]:
     """Per-example energy (without static), time breakdown, and the transfer-event time."""
-    phases = phase_times_s(params)
     n_layers = len(layer_sizes) - 1
     energy = dict.fromkeys(ENERGY_COMPONENTS, 0.0)
     for t in tiles:

@@ -26,7 +26,6 @@ for bit, and a state of another format version is refused with one line.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +34,7 @@ from torch import nn
 
 from ..config import ChipConfig, ExperimentConfig
 from ..crossbar import AnalogCrossbar
+from ..network import fan_in_uniform
 from ..errors import CheckpointError, ConfigError
 from ..schedule import TransferSchedule
 
@@ -141,8 +141,7 @@ class AnalogLayer(nn.Module):
         """torch's default init for Linear/Conv2d: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), weight and bias,
         drawn from the layer's own generator (on the CPU, so every device programs the same targets)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7)
-        bound = 1.0 / math.sqrt(fan_in)
-        w = (torch.rand((self.tile.n_out, self.tile.rows), generator=g) * 2 - 1) * bound
+        w = fan_in_uniform(self.tile.n_out, self.tile.rows, fan_in, g)
         self.tile.program(w.unsqueeze(0).to(self.tile.device))
 
     def presented_weights(self) -> torch.Tensor:

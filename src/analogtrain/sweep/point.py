@@ -56,18 +56,14 @@ def point_config(spec: dict[str, Any], point: dict[str, Any]):
 def chip_cost(cfg, result: dict[str, Any]) -> dict[str, float | None]:
     """Energy and chip time per training image of the run, from the cost model (None where the
     cost model does not describe the cell)."""
+    from ..cost.cli import run_stats_of
     from ..cost.model import estimate
     from ..cost.params import chip_cost_params
 
     params = chip_cost_params(cfg.chip)
     if params is None or not result.get("examples"):
         return {"energy_per_image_j": None, "chip_time_per_image_s": None}
-    chips = result["chips"]
-    stats = {"examples": result["examples"], "update_pulses": [sum(v) / chips for v in result["update_pulses"]],
-             "transfers": result["transfers"],
-             "transfer_tuning_pulses": [p / chips for p in result["transfer_tuning_pulses"]],
-             "cells": result["cells_per_layer"], "transfer_interval_examples": cfg.chip.transfer.interval_examples}
-    run = estimate(result["network"], params, run_stats=stats).run
+    run = estimate(result["network"], params, run_stats=run_stats_of(result, cfg.chip)).run
     return {"energy_per_image_j": run.energy_j / run.examples, "chip_time_per_image_s": run.time_s / run.examples}
 
 
