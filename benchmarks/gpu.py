@@ -112,10 +112,10 @@ def agreement(data, device: torch.device, chips: int, images: int) -> dict[str, 
                                            "chip": {"transfer": {"interval_examples": max(2, images // 6)}}})
         tr = Trainer(cfg, data.x_train[:images], data.y_train[:images], data.x_test, data.y_test, 10, device=dev)
         res = tr.train(progress=False)
-        per_chip_pulses = [float(sum(layer)) / images for layer in zip(*res["update_pulses"])]
-        out[dev.type] = {"accuracy": _stats(res["final_test_accuracy"]),
+        per_chip_pulses = [float(sum(layer)) / images for layer in zip(*res.update_pulses)]
+        out[dev.type] = {"accuracy": _stats(res.final_test_accuracy),
                          "update_pulses_per_image": _stats(per_chip_pulses),
-                         "median_total_last_window": (res["pulse_statistics_per_window"] or [{}])[-1].get("median_total")}
+                         "median_total_last_window": (res.pulse_statistics_per_window or [{}])[-1].get("median_total")}
     a, b = out["cpu"], out[device.type]
     verdict = {}
     for key, floor in (("accuracy", 0.02), ("update_pulses_per_image", 0.0)):

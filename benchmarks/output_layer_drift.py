@@ -82,9 +82,9 @@ def knobs(data, n: int) -> dict:
     for name, (preset, ov) in KNOBS.items():
         t0 = time.perf_counter()
         res = _trainer(data, preset, ov, n).train(progress=False)
-        layers = res["history"][-1]["layers"]
+        layers = res.history[-1].layers
         out[name] = {"output_layer_mean": layers[-1]["mean"][0], "output_layer_std": layers[-1]["std"][0],
-                     "test_accuracy_2000": res["final_test_accuracy"][0]}
+                     "test_accuracy_2000": res.final_test_accuracy[0]}
         print(f"  {name:30s} output-layer mean {layers[-1]['mean'][0]:+.4f}  std {layers[-1]['std'][0]:.3f}  "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     return out

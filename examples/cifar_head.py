@@ -20,8 +20,9 @@ import torch
 from torch import nn
 
 import analogtrain.nn as ann
+from analogtrain.experiments.prepare import prepare_data
+from analogtrain.experiments.settings import CIFAR_EPOCHS, CIFAR_LEARNING_RATE
 from analogtrain.optim import ChipSGD
-from analogtrain.reproduce import CIFAR_EPOCHS, CIFAR_LEARNING_RATE, prepare_data
 
 
 def main(argv: list[str] | None = None) -> dict:

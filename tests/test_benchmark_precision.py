@@ -7,8 +7,9 @@ import importlib.util
 import json
 import math
 
-import analogtrain as at
 from conftest import REPO_ROOT
+
+import analogtrain as at
 
 _spec = importlib.util.spec_from_file_location("transfer_precision", REPO_ROOT / "benchmarks" / "transfer_precision.py")
 prec = importlib.util.module_from_spec(_spec)

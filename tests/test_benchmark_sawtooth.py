@@ -8,9 +8,9 @@ from argparse import Namespace
 
 import pytest
 import torch
+from conftest import REPO_ROOT
 
 import analogtrain as at
-from conftest import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("transfer_sawtooth", REPO_ROOT / "benchmarks" / "transfer_sawtooth.py")
 saw = importlib.util.module_from_spec(_spec)

@@ -8,11 +8,11 @@ import importlib.util
 import sys
 
 import torch
+from conftest import REPO_ROOT
 
 import analogtrain.training as training
 from analogtrain.presets import get_preset
 from analogtrain.training import Trainer, epoch_order
-from conftest import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("speed", REPO_ROOT / "benchmarks" / "speed.py")
 speed = importlib.util.module_from_spec(_spec)

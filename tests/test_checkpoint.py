@@ -27,11 +27,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import analogtrain as at
-from analogtrain import checkpoint as ckmod
 from analogtrain.cell import HybridCells
-from analogtrain.checkpoint import encode_trainer, read_checkpoint
 from analogtrain.config import merge_overrides
 from analogtrain.errors import CheckpointError, OutputError, TrainingDivergedError
+from analogtrain.runs import checkpoint as ckmod
+from analogtrain.runs.checkpoint import read_checkpoint, split_state
+from analogtrain.runs.results import RunResult
 from analogtrain.training import Trainer
 
 # Buffers created with torch.empty and always written before they are read: their contents
@@ -81,14 +82,14 @@ def _assert_same_state(tree_a, tensors_a, tree_b, tensors_b) -> None:
     assert _strip(tree_a) == _strip(tree_b)
 
 
-def _assert_same_results(ra: dict, rb: dict) -> None:
+def _assert_same_results(ra, rb) -> None:
     keys = ("transfers", "examples", "update_pulses", "saturated_updates", "transfer_tuning_pulses",
             "transfer_unconverged_devices", "occasional_reset_pulses", "pulse_statistics", "final_test_accuracy",
             "initial_programming_pulses")
     for k in keys:
-        assert ra[k] == rb[k], k
-    strip = [{k: v for k, v in h.items() if k != "wall_s"} for h in ra["history"]]
-    assert strip == [{k: v for k, v in h.items() if k != "wall_s"} for h in rb["history"]]
+        assert getattr(ra, k) == getattr(rb, k), k
+    strip = [{k: v for k, v in h.to_dict().items() if k != "wall_s"} for h in ra.history]
+    assert strip == [{k: v for k, v in h.to_dict().items() if k != "wall_s"} for h in rb.history]
 
 
 @pytest.mark.parametrize("preset, over, stop_at", [
@@ -111,19 +112,18 @@ def test_stop_save_load_continue_is_bit_identical(preset, over, stop_at, digits,
                                 digits.y_test, digits.n_classes)
     r_b = b.train(progress=False)
     _assert_same_results(r_ref, r_b)
-    _assert_same_state(*encode_trainer(ref)[:2], *encode_trainer(b)[:2])
+    _assert_same_state(*split_state(ref.state_dict()), *split_state(b.state_dict()))
     # and from the last periodic checkpoint (a multiple of 97 examples), into an existing trainer
     c = _make(preset, digits, **over)
     c.load_checkpoint(tmp_path / "c.safetensors")
     assert c.state.examples_seen == max(97 * (stop_at // 97), digits.n_train * (stop_at // digits.n_train))
     _assert_same_results(r_ref, c.train(progress=False))
-    _assert_same_state(*encode_trainer(ref)[:2], *encode_trainer(c)[:2])
+    _assert_same_state(*split_state(ref.state_dict()), *split_state(c.state_dict()))
 
 
 @pytest.mark.parametrize("preset", ["nature2018", "nature2018-no-inversion", "2pcm", "software"])
 def test_a_checkpoint_is_the_trainers_named_state(preset, digits):
-    values, tensors, skipped = encode_trainer(_make(preset, digits))
-    assert skipped == {}
+    values, tensors = split_state(_make(preset, digits).state_dict())
     assert "mlp.generator" in tensors and values["version"] == Trainer.STATE_VERSION
     names = set(tensors)
     if preset != "software":
@@ -147,7 +147,7 @@ def test_renaming_a_private_attribute_does_not_change_a_checkpoint(monkeypatch, 
     b = Trainer.from_checkpoint(tmp_path / "a.safetensors", digits.x_train, digits.y_train, digits.x_test,
                                 digits.y_test, digits.n_classes)
     assert b.state.examples_seen == 30
-    assert encode_trainer(b)[1].keys() == encode_trainer(a)[1].keys()
+    assert split_state(b.state_dict())[1].keys() == split_state(a.state_dict())[1].keys()
 
 
 def test_a_state_from_another_version_is_refused_in_one_line(digits, tmp_path):
@@ -524,11 +524,11 @@ def _assert_same_run(a: Path, b: Path) -> None:
         ca, cb = read_checkpoint(a / name), read_checkpoint(b / name)
         assert ca.progress == cb.progress == {"epoch": 2, "position": 0, "examples_seen": PER_RUN}
         _assert_same_state(ca.state["values"], ca.tensors, cb.state["values"], cb.tensors)
-    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
-    assert ra["runs"].keys() == rb["runs"].keys() == {"nature2018", "software"}
-    for name in ra["runs"]:
-        _assert_same_results(ra["runs"][name], rb["runs"][name])
-    assert ra["summary"] == rb["summary"]
+    ra, rb = (RunResult.read(d) for d in (a, b))
+    assert ra.variants == rb.variants == ["nature2018", "software"]
+    for name in ra.variants:
+        _assert_same_results(ra.variant(name), rb.variant(name))
+    assert ra.extra["summary"] == rb.extra["summary"]
     assert (b / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
 
 from analogtrain.cli import main
+from analogtrain.runs.results import RunResult
 
 
 def test_presets_lists_every_preset(capsys):
@@ -23,12 +23,12 @@ def test_train_writes_json_and_png(tmp_path, capsys):
                  "--compare", "software", "--out", str(out), "--quiet",
                  "--set", "chip.transfer.interval_examples=300"])
     assert code == 0
-    res = json.loads((out / "results.json").read_text())
-    assert set(res["runs"]) == {"nature2018", "software"}
-    run = res["runs"]["nature2018"]
-    assert len(run["history"]) == 2 and run["transfers"] == 2
-    assert run["config"]["chip"]["transfer"]["interval_examples"] == 300
-    assert "gap_points" in res["summary"]
+    res = RunResult.read(out)
+    assert res.command == "train" and res.variants == ["nature2018", "software"]
+    run = res.variant("nature2018")
+    assert len(run.history) == 2 and run.transfers == 2
+    assert run.config["chip"]["transfer"]["interval_examples"] == 300
+    assert "gap_points" in res.extra["summary"]
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert "final test accuracy" in capsys.readouterr().out
 
@@ -38,18 +38,18 @@ def test_train_costs_the_transfer_reads_it_simulated(tmp_path):
     assert main(["train", "--epochs", "1", "--hidden", "16", "--limit-train", "300", "--limit-test", "100",
                  "--out", str(out), "--quiet", "--set", "chip.transfer.interval_examples=100",
                  "--set", "chip.transfer.reads_averaged=4"]) == 0
-    res = json.loads((out / "results.json").read_text())
-    cost, run = res["chip_cost"], res["runs"]["nature2018"]
+    res = RunResult.read(out)
+    cost, run = res.extra["chip_cost"], res.variant("nature2018")
     assert cost["params"]["transfer"]["reads_averaged"] == 4
     # the run is costed with the update pulse train it simulated, and its leakage clock is recorded beside it
-    assert cost["params"]["timing"]["update_pulse_slots"] == run["config"]["chip"]["update"]["pulse_train_length"]
-    assert cost["params"]["timing"]["update_pulse_duration_ns"] == run["config"]["chip"]["capacitor"]["pulse_width_ns"]
-    assert cost["leak_clock_s"] == run["config"]["training"]["time_per_example_s"]
+    assert cost["params"]["timing"]["update_pulse_slots"] == run.config["chip"]["update"]["pulse_train_length"]
+    assert cost["params"]["timing"]["update_pulse_duration_ns"] == run.config["chip"]["capacitor"]["pulse_width_ns"]
+    assert cost["leak_clock_s"] == run.config["training"]["time_per_example_s"]
     conv = cost["params"]["energy"]["neuron_conversion_energy_pj"] * 1e-12
     resets = cost["params"]["transfer"]["resets_per_cell"]
     transfers = cost["run"]["transfers"]
     reads = sum(p - resets * c * transfers + c * transfers
-                for p, c in zip(cost["run"]["transfer_tuning_pulses"], run["cells_per_layer"]))
+                for p, c in zip(cost["run"]["transfer_tuning_pulses"], run.cells_per_layer))
     assert cost["run"]["energy_breakdown_j"]["transfer_verify_reads"] == pytest.approx(4 * reads * conv, rel=1e-9)
 
 
@@ -106,8 +106,7 @@ def test_train_does_not_cost_a_2pcm_run_with_the_3t1c_cost_model(tmp_path, capsy
     out = tmp_path / "run"
     assert main(["train", "--preset", "2pcm", "--epochs", "1", "--hidden", "16", "--limit-train", "200",
                  "--limit-test", "100", "--out", str(out), "--quiet"]) == 0
-    res = json.loads((out / "results.json").read_text())
-    assert "chip_cost" not in res
+    assert "chip_cost" not in RunResult.read(out).extra
     assert "Not costed: the cost model (docs/cost_model.md) describes the 2PCM+3T1C cell" in capsys.readouterr().out
 
 
@@ -115,8 +114,8 @@ def test_train_with_the_cost_model_leak_clock_says_so(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--hidden", "16", "--limit-train", "200", "--limit-test", "100",
                  "--out", str(out), "--quiet", "--set", "training.leak_clock=cost-model"]) == 0
-    res = json.loads((out / "results.json").read_text())
-    clock = res["runs"]["nature2018"]["leak_clock_s"]
-    assert res["chip_cost"]["leak_clock_s"] == clock
-    assert clock == pytest.approx(res["chip_cost"]["time_per_example_s"], rel=1e-12)
+    res = RunResult.read(out)
+    clock = res.variant("nature2018").leak_clock_s
+    assert res.extra["chip_cost"]["leak_clock_s"] == clock
+    assert clock == pytest.approx(res.extra["chip_cost"]["time_per_example_s"], rel=1e-12)
     assert f"let {clock * 1e9:.0f} ns pass per example (training.leak_clock = cost-model)" in capsys.readouterr().out

@@ -144,7 +144,7 @@ def test_resume_of_a_finished_run_rewrites_the_same_results(finished_run, capsys
     before = json.loads((finished_run / "results.json").read_text())
     assert main(["train", "--resume", str(finished_run), "--quiet"]) == 0
     after = json.loads((finished_run / "results.json").read_text())
-    assert after["runs"] == before["runs"] and after["summary"] == before["summary"]
+    assert after["experiments"] == before["experiments"] and after["summary"] == before["summary"]
 
 
 def test_full_disk_is_one_line(capsys, tmp_path, monkeypatch, one_error_line):
@@ -386,8 +386,7 @@ def test_the_gap_is_chip_minus_software_and_says_so(tmp_path, capsys):
                      "--compare", "software", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert "chip - software" in out and "negative: the chip is below software" in out
-    import json
+    from analogtrain.runs.results import RunResult
 
-    res = json.loads((tmp_path / "r" / "results.json").read_text())
-    s = res["summary"]
+    s = RunResult.read(tmp_path / "r").extra["summary"]
     assert s["gap_points"] == pytest.approx(100 * (s["test_accuracy"] - s["software_test_accuracy"]))

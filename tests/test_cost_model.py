@@ -20,7 +20,11 @@ from analogtrain.cost import (
     map_network,
     ops_per_example,
 )
-from analogtrain.cost.model import ENERGY_COMPONENTS, phase_times_s, transfer_event_time_s
+from analogtrain.cost.model import (
+    ENERGY_COMPONENTS,
+    phase_times_s,
+    transfer_event_time_s,
+)
 from analogtrain.cost.report import format_sensitivity, sensitivity
 from analogtrain.errors import ConfigError
 

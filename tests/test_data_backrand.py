@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from analogtrain.data import load_backrand_amat, load_dataset, load_mnist_backrand
 from analogtrain.data import backrand as B
+from analogtrain.data import load_backrand_amat, load_dataset, load_mnist_backrand
 from analogtrain.data.mnist import load_mnist_arrays
 from analogtrain.errors import ConfigError, DataError
 

@@ -20,7 +20,12 @@ import torch
 from torch import nn
 
 from analogtrain.errors import ConfigError, UserError
-from analogtrain.features import Backbone, extract_features, feature_cache_path, get_backbone
+from analogtrain.features import (
+    Backbone,
+    extract_features,
+    feature_cache_path,
+    get_backbone,
+)
 from analogtrain.features import backbones as bbmod
 from analogtrain.features import efficientnet_lite0 as lite0
 

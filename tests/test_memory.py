@@ -9,7 +9,12 @@ import analogtrain as at
 from analogtrain import cli
 from analogtrain.crossbar import AnalogCrossbar
 from analogtrain.errors import ConfigError
-from analogtrain.memory import STEP_TEMPORARY_BYTES, bytes_per_synapse, check_fits, network_synapses
+from analogtrain.memory import (
+    STEP_TEMPORARY_BYTES,
+    bytes_per_synapse,
+    check_fits,
+    network_synapses,
+)
 
 
 def test_bytes_per_synapse_counts_the_cells_state():

@@ -14,9 +14,21 @@ import numpy as np
 import pytest
 import torch
 
-from analogtrain import reproduce
 from analogtrain.errors import ConfigError, DataError, UserError
-from analogtrain.report import FIGURE_KINDS, figure_paths, paper_checks, pulse_figure_rows
+from analogtrain.experiments import prepare, reproduce, settings
+from analogtrain.experiments.checks import paper_checks
+from analogtrain.experiments.figures import (
+    FIGURE_KINDS,
+    figure_paths,
+    pulse_figure_rows,
+)
+from analogtrain.runs.results import (
+    SCHEMA_VERSION,
+    EpochRecord,
+    ExperimentResult,
+    RunResult,
+    TrainingResult,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -46,21 +58,22 @@ def test_quick_all_writes_report_figures_and_results(shared_data, tmp_path):
         "all", out, chips=2, quick=True, data_dir=shared_data, limit_train=100, limit_test=80,
         cache_dir=tmp_path / "features", progress=False, timing_examples=80,
     )
-    assert res["complete"] and res["quick"]
+    assert res.complete and res.quick
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "SMOKE RUN" in report
-    saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert list(saved["experiments"]) == list(reproduce.EXPERIMENTS)
-    for exp, entry in saved["experiments"].items():
+    saved = RunResult.read(out)  # the typed results read back from results.json equal what the run returned
+    assert saved.schema_version == SCHEMA_VERSION and saved.to_dict() == json.loads(json.dumps(res.to_dict()))
+    assert list(saved.experiments) == list(reproduce.EXPERIMENTS)
+    for exp, entry in saved.experiments.items():
         assert f"## {exp}" in report
-        assert list(entry["variants"]) == list(reproduce.DEFAULT_VARIANTS)
-        for name, run in entry["variants"].items():
-            assert run["chips"] == 2
-            assert len(run["final_test_accuracy"]) == 2, (exp, name)
-            assert run["history"] and run["config"]["training"]["chips"] == 2
-            assert run["state_histograms"]
-            layers = run["history"][-1]["layers"]  # per-epoch weight spread, every variant
-            assert len(layers) == len(entry["network"]) - 1 and all(len(s["std"]) == 2 for s in layers)
+        assert list(entry.variants) == list(reproduce.DEFAULT_VARIANTS)
+        for name, run in entry.variants.items():
+            assert run.chips == 2
+            assert len(run.final_test_accuracy) == 2, (exp, name)
+            assert run.history and run.config["training"]["chips"] == 2
+            assert run.analysis["state_histograms"]
+            layers = run.history[-1].layers  # per-epoch weight spread, every variant
+            assert len(layers) == len(entry.network) - 1 and all(len(s["std"]) == 2 for s in layers)
             section = report.split(f"## {exp}")[1]
             assert "### Weight spread per epoch" in section
             assert re.search(rf"\| {re.escape(name)} \| {len(layers)} \| [0-9.]+ / [0-9.]+ \(epoch", section), name
@@ -68,30 +81,30 @@ def test_quick_all_writes_report_figures_and_results(shared_data, tmp_path):
             assert path.read_bytes()[:8] == PNG_MAGIC, (exp, kind)
             assert f"({path.relative_to(out).as_posix()})" in report
         # the batched-chips timing is measured and reported
-        t = entry["timing"]
+        t = entry.timing
         assert t["chips"] == 2 and t["examples"] == 80 and t["wall_1chip_s"] > 0 and t["wall_batched_s"] > 0
         assert t["ratio"] == pytest.approx(t["wall_batched_s"] / t["wall_1chip_s"])
-        assert entry["checks"] and all(c["verdict"] == "not evaluated" for c in entry["checks"])
+        assert entry.checks and all(c["verdict"] == "not evaluated" for c in entry.checks)
     assert report.count("Cost of batching chips") == len(reproduce.EXPERIMENTS)
     assert "the time of one chip" in report
 
-    mnist = saved["experiments"]["mnist"]
-    assert mnist["network"] == [528, 250, 125, 10] and not mnist["dataset"]["stand_in"]
-    hybrid = mnist["variants"]["nature2018"]
-    assert hybrid["transfers"] >= 2 and hybrid["pulse_statistics_pooled"]["tracked_synapses"] > 0
-    assert hybrid["state_histograms_before_last_transfer"][0]["v_c_v"]["n"] > 0
-    assert (out / "data" / hybrid["pulse_window_file"]).is_file()
-    assert mnist["variants"]["2pcm"]["transfers"] == 0
-    assert "regenerat" in saved["experiments"]["mnist-backrand"]["dataset"]["description"].lower()
+    mnist = saved.experiments["mnist"]
+    assert mnist.network == [528, 250, 125, 10] and not mnist.dataset["stand_in"]
+    hybrid = mnist.variants["nature2018"]
+    assert hybrid.transfers >= 2 and hybrid.analysis["pulse_statistics_pooled"]["tracked_synapses"] > 0
+    assert hybrid.analysis["state_histograms_before_last_transfer"][0]["v_c_v"]["n"] > 0
+    assert (out / "data" / hybrid.analysis["pulse_window_file"]).is_file()
+    assert mnist.variants["2pcm"].transfers == 0
+    assert "regenerat" in saved.experiments["mnist-backrand"].dataset["description"].lower()
     for exp, classes in (("cifar10", 10), ("cifar100", 100)):
-        entry = saved["experiments"][exp]
-        if entry["dataset"]["stand_in"]:  # EfficientNet-Lite0 weights not installed here
+        entry = saved.experiments[exp]
+        if entry.dataset["stand_in"]:  # EfficientNet-Lite0 weights not installed here
             assert "Stand-in data" in report
             continue
         # a single analog layer on the 1,280 EfficientNet-Lite0 features, scaled into the DAC range
-        assert entry["network"] == [1280, classes] and entry["settings"]["hidden"] == []
-        assert entry["dataset"]["features"]["input_size"] == reproduce.QUICK_INPUT_SIZE
-        assert entry["variants"]["nature2018"]["cells_per_layer"] == [1281 * classes]
+        assert entry.network == [1280, classes] and entry.settings["hidden"] == []
+        assert entry.dataset["features"]["input_size"] == settings.QUICK_INPUT_SIZE
+        assert entry.variants["nature2018"].cells_per_layer == [1281 * classes]
 
 
 def test_cli_stand_in_run_and_summary(tmp_path, monkeypatch, capsys):
@@ -106,10 +119,9 @@ def test_cli_stand_in_run_and_summary(tmp_path, monkeypatch, capsys):
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "cifar10: software" in printed
-    saved = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))
-    entry = saved["experiments"]["cifar10"]
-    assert entry["dataset"]["stand_in"] and entry["network"] == [64, 10]
-    assert entry["timing"] is None  # one chip: nothing to compare
+    entry = RunResult.read(tmp_path / "o").experiments["cifar10"]
+    assert entry.dataset["stand_in"] and entry.network == [64, 10]
+    assert entry.timing is None  # one chip: nothing to compare
     assert "Stand-in data" in (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
     for path in figure_paths(tmp_path / "o", "cifar10").values():
         assert path.read_bytes()[:8] == PNG_MAGIC
@@ -159,7 +171,7 @@ def test_scale_features_into_the_dac_range():
     f_train = rng.uniform(0, 6, size=(50, 4)).astype(np.float32)
     f_train[:, 2] = 3.0  # constant on the training set
     f_test = np.array([[-1.0, 7.0, 3.0, 2.0]], dtype=np.float32)
-    x_tr, x_te, info = reproduce.scale_features(f_train, f_test)
+    x_tr, x_te, info = prepare.scale_features(f_train, f_test)
     assert x_tr.dtype == np.float32 and x_tr.min() >= 0 and x_tr.max() <= 1
     assert np.allclose(x_tr[:, [0, 1, 3]].max(axis=0), 1) and np.allclose(x_tr[:, [0, 1, 3]].min(axis=0), 0)
     assert (x_tr[:, 2] == 0).all() and x_te[0, 2] == 0
@@ -167,11 +179,21 @@ def test_scale_features_into_the_dac_range():
     assert info["constant_features"] == 1 and info["test_values_clipped_fraction"] == pytest.approx(0.5)
 
 
-def _fake(finals: dict[str, list[float]], exp: str = "mnist", pooled: dict | None = None) -> dict:
+def _result(final: list[float] | None = None, kind: str = "2pcm+3t1c", **analysis) -> TrainingResult:
+    """A made-up training result: final accuracy per chip, cell kind, and what a study added."""
+    history = [EpochRecord(1, list(final), list(final), 1, 0, 1.0)] if final else []
+    return TrainingResult(network=[4, 2], synapses=10, cells_per_layer=[10], chips=len(final or [1]),
+                          leak_clock_s=1e-6, epochs_completed=len(history), examples=1, wall_s=1.0, history=history,
+                          transfers=0, initial_programming_pulses=[0], transfer_tuning_pulses=[0],
+                          transfer_unconverged_devices=[0], occasional_reset_pulses=[0], update_pulses=[None],
+                          saturated_updates=[None], pulse_statistics=None, pulse_statistics_per_window=[],
+                          config={"chip": {"cell": {"kind": kind}}}, analysis=analysis)
+
+
+def _fake(finals: dict[str, list[float]], exp: str = "mnist", pooled: dict | None = None) -> ExperimentResult:
     pooled = pooled or {}
-    return {"experiment": exp, "variants": {
-        name: {"final_test_accuracy": acc, "pulse_statistics_pooled": pooled.get(name)} for name, acc in finals.items()
-    }}
+    return ExperimentResult(exp, {}, [4, 2], variants={
+        name: _result(acc, pulse_statistics_pooled=pooled.get(name)) for name, acc in finals.items()})
 
 
 def test_paper_checks_say_what_is_and_is_not_reproduced():
@@ -228,10 +250,10 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
     assert any("nature2018] resuming" in line for line in logs)
     assert not ckpt.exists()  # removed once the variant's results are written
     for v in ("software", "nature2018"):
-        a, b = whole["experiments"]["mnist"]["variants"][v], resumed["experiments"]["mnist"]["variants"][v]
-        assert a["final_test_accuracy"] == b["final_test_accuracy"]
-        assert [h["test_accuracy"] for h in a["history"]] == [h["test_accuracy"] for h in b["history"]]
-        assert a["update_pulses"] == b["update_pulses"]
+        a, b = whole.variant(v), resumed.variant(v)
+        assert a.final_test_accuracy == b.final_test_accuracy
+        assert [h.test_accuracy for h in a.history] == [h.test_accuracy for h in b.history]
+        assert a.update_pulses == b.update_pulses
     with pytest.raises(ConfigError, match="--resume"):
         reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, **dict(kw, chips=3))
 
@@ -243,22 +265,22 @@ def test_runs_of_one_experiment_merge_into_one_report(tmp_path, monkeypatch, cap
     monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
     (tmp_path / "empty").mkdir()
     kw = dict(quick=True, limit_train=60, limit_test=40, progress=False, measure_batching=False)
-    a = reproduce.run_reproduction("mnist", tmp_path / "a", chips=2, variants=["software", "nature2018"], **kw)
-    b = reproduce.run_reproduction("mnist", tmp_path / "b", chips=1, variants=["software", "2pcm"], **kw)
+    reproduce.run_reproduction("mnist", tmp_path / "a", chips=2, variants=["software", "nature2018"], **kw)
+    reproduce.run_reproduction("mnist", tmp_path / "b", chips=1, variants=["software", "2pcm"], **kw)
     assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
-    merged = json.loads((tmp_path / "m" / "results.json").read_text())
-    entry = merged["experiments"]["mnist"]
-    assert list(entry["variants"]) == ["software", "nature2018", "2pcm"]
+    merged = RunResult.read(tmp_path / "m")
+    entry = merged.experiments["mnist"]
+    assert list(entry.variants) == ["software", "nature2018", "2pcm"]
     # the software baseline of the run with more chips is kept, the other is listed as not used
-    assert entry["variants"]["software"] == a["experiments"]["mnist"]["variants"]["software"]
-    assert entry["variants"]["2pcm"] == b["experiments"]["mnist"]["variants"]["2pcm"]
-    assert merged["merge_skipped"] == [f"mnist/software from {tmp_path / 'b'}"]
-    assert {c["claim"] for c in entry["checks"]} >= {"the PCM-only 2-PCM cell is clearly worse"}
+    assert entry.variants["software"] == RunResult.read(tmp_path / "a").variant("software")
+    assert entry.variants["2pcm"] == RunResult.read(tmp_path / "b").variant("2pcm")
+    assert merged.extra["merge_skipped"] == [f"mnist/software from {tmp_path / 'b'}"]
+    assert {c["claim"] for c in entry.checks} >= {"the PCM-only 2-PCM cell is clearly worse"}
     text = (tmp_path / "m" / "report.md").read_text()
     assert "chips per variant: software 2, nature2018 2, 2pcm 1" in text and "merged from" in text
     # each source run's CPU is recorded and shown; runs of one machine raise no warning
-    from analogtrain.experiment import cpu_model
-    assert [m["cpu"] for m in merged["merged_from"]] == [cpu_model(), cpu_model()]
+    from analogtrain.runs.store import cpu_model
+    assert [m["cpu"] for m in merged.extra["merged_from"]] == [cpu_model(), cpu_model()]
     assert f"CPU {cpu_model()}" in text and "different (or unrecorded) CPUs" not in text
     # a run from another CPU: merged, with the warning that the same seed is then another run
     res_b = json.loads((tmp_path / "b" / "results.json").read_text())
@@ -298,12 +320,12 @@ def test_config_overrides_reach_every_variant_and_the_report(tmp_path, monkeypat
             "--limit-train", "60", "--limit-test", "40", "--quiet", "--set", "chip.transfer.mode=column",
             "--set", "chip.capacitor.pull_current_na=12.5"]
     assert cli.main([*argv, "--out", str(tmp_path / "o")]) == 0
-    saved = json.loads((tmp_path / "o" / "results.json").read_text(encoding="utf-8"))
+    saved = RunResult.read(tmp_path / "o")
     want = {"chip": {"transfer": {"mode": "column"}, "capacitor": {"pull_current_na": 12.5}}}
-    assert saved["arguments"]["overrides"] == want
-    entry = saved["experiments"]["mnist"]
-    assert entry["settings"]["overrides"] == want
-    cfg = entry["variants"]["nature2018"]["config"]
+    assert saved.arguments["overrides"] == want
+    entry = saved.experiments["mnist"]
+    assert entry.settings["overrides"] == want
+    cfg = entry.variants["nature2018"].config
     assert cfg["chip"]["transfer"]["mode"] == "column" and cfg["chip"]["capacitor"]["pull_current_na"] == 12.5
     assert cfg["chip"]["cell"]["transfer_offset_us"] == 0.0  # the preset's own setting is kept
     text = (tmp_path / "o" / "report.md").read_text(encoding="utf-8")
@@ -337,7 +359,7 @@ def test_bad_config_overrides_fail_before_training(sets, words, tmp_path, one_er
 
 def test_pulse_figure_falls_back_to_another_full_cell_variant():
     def v(kind, window=True):
-        return {"config": {"chip": {"cell": {"kind": kind}}}, "pulse_window_file": "w.npz" if window else None}
+        return _result([0.5], kind, pulse_window_file="w.npz" if window else None)
     both = {"software": v("digital", False), "nature2018": v("2pcm+3t1c"), "2pcm": v("2pcm"),
             "nature2018-held-reference": v("2pcm+3t1c")}
     assert pulse_figure_rows(both) == ["nature2018", "2pcm"]
@@ -349,7 +371,7 @@ def test_pulse_figure_falls_back_to_another_full_cell_variant():
 
 def test_cpu_model_names_the_processor(tmp_path, monkeypatch):
     """The run's environment names the CPU, read from /proc/cpuinfo where there is one."""
-    from analogtrain import experiment
+    from analogtrain.runs import store as experiment
 
     name = experiment.cpu_model()
     assert isinstance(name, str) and name and name != "unknown"
@@ -377,10 +399,10 @@ def test_variants_trained_side_by_side_give_the_same_results(tmp_path, monkeypat
               variants=["software", "nature2018", "2pcm"])
     one = reproduce.run_reproduction("mnist", tmp_path / "one", jobs=1, **kw)
     two = reproduce.run_reproduction("mnist", tmp_path / "two", jobs=2, **kw)
-    a, b = one["experiments"]["mnist"]["variants"], two["experiments"]["mnist"]["variants"]
+    a, b = one.experiments["mnist"].variants, two.experiments["mnist"].variants
     assert list(a) == list(b) == ["software", "nature2018", "2pcm"]
     for v in a:
-        assert a[v]["final_test_accuracy"] == b[v]["final_test_accuracy"], v
-        assert a[v]["update_pulses"] == b[v]["update_pulses"], v
+        assert a[v].final_test_accuracy == b[v].final_test_accuracy, v
+        assert a[v].update_pulses == b[v].update_pulses, v
     with pytest.raises(ConfigError, match="--jobs"):
         reproduce.run_reproduction("mnist", tmp_path / "three", jobs=0, **kw)

@@ -46,6 +46,19 @@ def test_spec_expands_to_a_grid_and_refuses_bad_settings():
             parse_spec(bad)
 
 
+def test_the_software_baseline_is_trained_once_per_seed_not_once_per_chip_setting():
+    """Chip parameters do not reach the digital baseline: a 2x2 grid of chip settings with
+    software among the presets gives 4 analog points and one software point per seed; a
+    training parameter still makes software points of its own."""
+    spec = parse_spec({**SMALL, "presets": ["nature2018", "software"], "seeds": [0, 1]})
+    pts = spec.points()
+    assert sum(p.preset == "nature2018" for p in pts) == 8
+    assert [(p.values, p.seed) for p in pts if p.preset == "software"] == [({}, 0), ({}, 1)]
+    mixed = parse_spec({**SMALL, "presets": ["software"],
+                        "parameters": {"training.learning_rate": [0.05, 0.1], "chip.cell.gain_f": [2.0, 3.0]}})
+    assert [p.values for p in mixed.points()] == [{"training.learning_rate": 0.05}, {"training.learning_rate": 0.1}]
+
+
 def test_random_draws_are_seeded_and_within_bounds():
     spec = parse_spec({**SMALL, "method": "random", "samples": 5,
                        "parameters": {"chip.cell.gain_f": {"log_uniform": [1.5, 6.0]},
@@ -81,7 +94,7 @@ def test_sweep_on_local_ray_equals_direct_training_resumes_and_isolates_a_failur
         direct = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes).train(
             progress=False)
         mine = sorted((r["chip"], r["final_accuracy"]) for r in done if r["point"] == p.id)
-        assert mine == list(enumerate(direct["final_test_accuracy"]))
+        assert mine == list(enumerate(direct.final_test_accuracy))
         assert all(r["energy_per_image_j"] > 0 for r in done if r["point"] == p.id)
     report = (out / "report.md").read_text()
     assert "accuracy_vs_energy.png" in report and (out / "figures" / "accuracy_vs_energy.png").is_file()

@@ -23,11 +23,11 @@ def _trainer(preset: str, data, seed: int = 0, chips: int = 1, **training) -> Tr
 def test_small_training_learns(digits):
     tr = _trainer("nature2018", digits, epochs=4, learning_rate=0.2)
     res = tr.train(progress=False)
-    acc = res["final_test_accuracy_mean"]
+    acc = res.final_test_accuracy_mean
     assert acc > 0.8, f"nature2018 reached only {acc:.3f} on digits"
-    assert res["transfers"] == (4 * digits.n_train) // 500
-    assert all(p > 0 for p in res["transfer_tuning_pulses"])
-    assert all(sum(p) > 0 for p in res["update_pulses"])
+    assert res.transfers == (4 * digits.n_train) // 500
+    assert all(p > 0 for p in res.transfer_tuning_pulses)
+    assert all(sum(p) > 0 for p in res.update_pulses)
 
 
 def test_same_seed_same_result_and_different_seed_differs(digits):
@@ -38,8 +38,7 @@ def test_same_seed_same_result_and_different_seed_differs(digits):
     for la, lb in zip(a.mlp.layers, b.mlp.layers):
         assert torch.equal(la.cells.g_plus, lb.cells.g_plus)
         assert torch.equal(la.cells.v, lb.cells.v)
-    assert ra["history"] == [dict(h, wall_s=ra["history"][i]["wall_s"]) for i, h in enumerate(rb["history"])] or \
-        [h["test_accuracy"] for h in ra["history"]] == [h["test_accuracy"] for h in rb["history"]]
+    assert [h.test_accuracy for h in ra.history] == [h.test_accuracy for h in rb.history]
     assert not torch.equal(a.mlp.layers[0].cells.v, c.mlp.layers[0].cells.v)
 
 
@@ -49,7 +48,7 @@ def test_chips_are_independent_draws_of_the_same_run(digits):
     cells = tr.mlp.layers[0].cells
     assert cells.v.shape[0] == 3
     assert not torch.equal(cells.mismatch.step_up_v[0], cells.mismatch.step_up_v[1])
-    assert len(res["final_test_accuracy"]) == 3
+    assert len(res.final_test_accuracy) == 3
 
 
 def test_software_baseline_is_plain_sgd(digits):
@@ -72,7 +71,7 @@ def test_software_baseline_is_plain_sgd(digits):
 
 
 def test_2pcm_is_worse_than_the_full_cell(digits):
-    res = {p: _trainer(p, digits, epochs=3, learning_rate=0.2).train(progress=False)["final_test_accuracy_mean"]
+    res = {p: _trainer(p, digits, epochs=3, learning_rate=0.2).train(progress=False).final_test_accuracy_mean
            for p in ("nature2018", "2pcm")}
     assert res["2pcm"] < res["nature2018"] - 0.03, res
 
@@ -109,7 +108,7 @@ def test_layer_statistics_do_not_change_the_run(digits):
     assert torch.equal(tr.mlp.generator.get_state(), before)
     assert len(stats) == 2 and all(0.0 <= s["output_clipped"][0] <= 1.0 for s in stats)
     res = tr.train(progress=False)
-    assert [set(s) for s in res["history"][-1]["layers"]] == [
+    assert [set(s) for s in res.history[-1].layers] == [
         {"mean", "std", "abs_max", "at_range", "output_clipped"}] * 2
     plain = _trainer("nature2018", digits, epochs=1)
     plain.train(progress=False)
@@ -124,7 +123,7 @@ def test_epoch_end_clipping_is_counted_in_the_evaluation_pass(digits):
                                      "chip": {"periphery": {"output_layer_range": 2.0}}})  # some logits beyond it
     tr = Trainer(cfg, digits.x_train, digits.y_train, digits.x_test, digits.y_test, digits.n_classes)
     res = tr.train(progress=False)
-    recorded = [s["output_clipped"] for s in res["history"][-1]["layers"]]
+    recorded = [s["output_clipped"] for s in res.history[-1].layers]
     assert recorded == [s["output_clipped"] for s in tr.layer_statistics()]
     assert recorded[-1][0] > 0
     pred, clipped = tr.mlp.predict(digits.x_test, clip_limits=[1e9, 1e9])
@@ -157,7 +156,7 @@ def test_cost_model_leak_clock_times_the_simulated_update_train(digits):
     derived.mlp.advance_time = seen.append
     res = derived.train(epochs=1, progress=False)
     assert len(seen) == digits.n_train and set(seen) == {derived.time_per_example_s}
-    assert res["leak_clock_s"] == derived.time_per_example_s
+    assert res.leak_clock_s == derived.time_per_example_s
 
 
 def test_training_flushes_subnormals_and_restores_the_default(digits):
@@ -185,9 +184,9 @@ def test_pulse_statistics_are_recorded_window_by_window():
     cfg = at.get_preset("nature2018", {"training": {"hidden": [8], "epochs": 2, "compile": "off"},
                                        "chip": {"transfer": {"interval_examples": 50}}})
     res = Trainer(cfg, d.x_train, d.y_train, d.x_test, d.y_test, d.n_classes).train(progress=False)
-    windows = res["pulse_statistics_per_window"]
+    windows = res.pulse_statistics_per_window
     assert [w["examples"] for w in windows] == [100, 200, 300, 400]
     assert all(w["median_total"] >= w["median_abs_net"] >= 0 for w in windows)
     assert len(windows[0]["layers"]) == 2
-    last = res["pulse_statistics"]
+    last = res.pulse_statistics
     assert windows[-1]["layers"][0]["median_total"] == last[0]["median_total"]

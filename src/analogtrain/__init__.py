@@ -6,11 +6,10 @@ training using analogue memory", Nature 558, 60-67 (2018).  Quick use::
     import analogtrain as at
     data = at.load_dataset("digits")                 # embedded; "mnist" downloads once
     result = at.train("nature2018", data, epochs=3)  # a preset name or an ExperimentConfig
-    print(result["final_test_accuracy_mean"])
+    print(result.final_test_accuracy_mean)
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .config import (  # noqa: E402
     CapacitorConfig,
     CellConfig,
@@ -24,9 +23,8 @@ from .config import (  # noqa: E402
 )
 from .data import Dataset, load_dataset  # noqa: E402
 from .errors import ConfigError, DataError, UserError  # noqa: E402
-from .experiment import train  # noqa: E402
 from .presets import PRESET_NAMES, get_preset, preset_descriptions  # noqa: E402
-from .training import Trainer  # noqa: E402
+from .training import Trainer, train  # noqa: E402
 
 __all__ = [
     "CapacitorConfig", "CellConfig", "ChipConfig", "ConfigError", "DataError", "Dataset", "ExperimentConfig",

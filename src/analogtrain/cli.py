@@ -23,9 +23,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import UserError
+
+if TYPE_CHECKING:
+    from .runs.results import TrainingResult
 
 EPILOG = """examples:
   analogtrain train                                  # embedded 8x8 digits, no download
@@ -203,9 +206,8 @@ def _checkpoint_file(out: Path, index: int, name: str) -> Path:
     return out / ("checkpoint.safetensors" if index == 0 else f"checkpoint-{name}.safetensors")
 
 
-def _run_one(name: str, cfg, data, args, out: Path, ckpt: Path | None = None, resume: bool = False) -> dict[str, Any]:
+def _run_one(name: str, cfg, data, args, out: Path, ckpt: Path | None = None, resume: bool = False) -> TrainingResult:
     from .errors import CheckpointError
-    from .experiment import _dataset_info
     from .training import Trainer
 
     if resume and ckpt is not None and ckpt.exists():
@@ -234,8 +236,8 @@ def _run_one(name: str, cfg, data, args, out: Path, ckpt: Path | None = None, re
         if ckpt is not None:
             trainer.save_checkpoint(ckpt)
         raise _Interrupted(stop.signum, ckpt)
-    result["dataset"] = _dataset_info(data)
-    result["name"] = name
+    result.dataset = data.info()
+    result.variant = name
     return result
 
 
@@ -311,19 +313,24 @@ def _read_resume(folder: Path) -> dict[str, Any]:
         if not (isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("config"), dict)):
             raise CheckpointError(f"{bad} (plan)")
     names = [item["name"] for item in plan]
-    needed = ("history", "final_test_accuracy_mean", "network", "chips", "examples", "transfers", "update_pulses",
-              "transfer_tuning_pulses", "cells_per_layer")
-    for name, result in finished.items():
-        if name not in names or not isinstance(result, dict) or not all(k in result for k in needed):
-            raise CheckpointError(f"{bad} (finished run {name!r})")
+    from .errors import DataError
+    from .runs.results import TrainingResult
+
+    for name, result in list(finished.items()):
+        try:
+            if name not in names or not isinstance(result, dict):
+                raise DataError("not a result")
+            finished[name] = TrainingResult.from_dict(result)
+        except (DataError, TypeError, AttributeError):
+            raise CheckpointError(f"{bad} (finished run {name!r})") from None
     return rec
 
 
 def _write_resume(out: Path, rec: dict[str, Any]) -> None:
-    from .checkpoint import atomic_write
-    from .experiment import _json_default
+    from .runs.store import write_json
 
-    atomic_write(out / RESUME_FILE, json.dumps(rec, indent=1, default=_json_default).encode("utf-8"))
+    finished = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in rec["finished"].items()}
+    write_json(out / RESUME_FILE, {**rec, "finished": finished})
 
 
 def _plan_from_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], Any]:
@@ -343,9 +350,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     from .config import ExperimentConfig
     from .errors import CheckpointError, ConfigError, OutputError
-    from .experiment import environment, prepare_output_dir, write_json
     from .plots import accuracy_vs_epoch
-    from .runstore import refuse_overwrite, require_resumable
+    from .runs.results import ExperimentResult, RunResult
+    from .runs.store import (
+        environment,
+        prepare_output_dir,
+        refuse_overwrite,
+        require_resumable,
+    )
 
     _check_train_args(args)
     resuming = args.resume is not None
@@ -396,7 +408,7 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{data.n_test} test, network {'-'.join(str(v) for v in [data.n_inputs, *cfg.training.hidden, data.n_classes])}, "
           f"{cfg.training.epochs} epochs, seed {cfg.training.seed}, {cfg.training.chips} chip(s))", flush=True)
     resume_hint = f"resume with: analogtrain train --resume {shlex.quote(str(out))}"
-    runs: dict[str, dict[str, Any]] = {}
+    runs: dict[str, TrainingResult] = {}
     try:
         for i, (item, run_cfg) in enumerate(zip(rec["plan"], cfgs)):
             name = item["name"]
@@ -413,18 +425,25 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"analogtrain: interrupted; {resume_hint} (from the last checkpoint)", file=sys.stderr, flush=True)
         return 130
-    payload: dict[str, Any] = {"preset": args.preset, "runs": runs, "environment": environment()}
     main_run = runs[args.preset]
-    summary = {"test_accuracy": main_run["final_test_accuracy_mean"]}
+    summary: dict[str, Any] = {"test_accuracy": main_run.final_test_accuracy_mean}
     if "software" in runs and args.preset != "software":
-        sw = runs["software"]["final_test_accuracy_mean"]
+        sw = runs["software"].final_test_accuracy_mean
         summary["software_test_accuracy"] = sw
-        summary["gap_points"] = 100 * (main_run["final_test_accuracy_mean"] - sw)  # chip - software
+        summary["gap_points"] = 100 * (main_run.final_test_accuracy_mean - sw)  # chip - software
+    extra: dict[str, Any] = {"preset": args.preset, "summary": summary}
     cost_text = _run_cost(main_run, cfg)
     if cost_text is not None and cost_text[1] is not None:
-        payload["chip_cost"] = cost_text[1]
-    payload["summary"] = summary
-    write_json(out / "results.json", payload)
+        extra["chip_cost"] = cost_text[1]
+    RunResult(
+        command="train", experiment=data.name, chips=cfg.training.chips, variants=list(runs),
+        seed=cfg.training.seed, environment=environment(), threads=args.threads, device=args.device,
+        arguments={k: rec["args"].get(k) for k in _SAVED_ARGS}, complete=True, extra=extra,
+        wall_s=sum(r.wall_s for r in runs.values()),
+        experiments={data.name: ExperimentResult(
+            experiment=data.name, dataset=data.info(), network=list(main_run.network), variants=runs,
+            wall_s=sum(r.wall_s for r in runs.values()))},
+    ).write(out)
     try:
         accuracy_vs_epoch(runs, out / "accuracy.png", title=f"{data.name}: test accuracy")
     except OSError as exc:
@@ -441,7 +460,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any] | None] | None:
+def _run_cost(run: TrainingResult, cfg) -> tuple[str, dict[str, Any] | None] | None:
     """What the run would have cost on the chip: (text, report dict); None for software.
 
     The cost model describes the 2PCM+3T1C cell only, so a run of another analog cell (the
@@ -458,8 +477,8 @@ def _run_cost(run: dict[str, Any], cfg) -> tuple[str, dict[str, Any] | None] | N
         return (f"Not costed: the cost model (docs/cost_model.md) describes the 2PCM+3T1C cell, "
                 f"and this run's cell is {kind!r}"), None
 
-    text, report = run_cost(run["network"], run_stats_of(run, cfg.chip), params)
-    clock = run["leak_clock_s"]
+    text, report = run_cost(run.network, run_stats_of(run, cfg.chip), params)
+    clock = run.leak_clock_s
     source = ("training.leak_clock = cost-model" if cfg.training.leak_clock == "cost-model"
               else "training.time_per_example_s")
     text += (
@@ -483,7 +502,7 @@ def cmd_presets(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .errors import ConfigError
-    from .report import render
+    from .experiments.report import render
 
     if len(args.runs) == 1:
         if args.out is not None:
@@ -492,7 +511,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     if args.out is None:
         raise ConfigError("merging runs needs --out DIR, a new folder for the merged report")
-    from .merge import merge_runs
+    from .experiments.merge import merge_runs
 
     print(f"wrote {merge_runs(args.runs, args.out)}")
     return 0
@@ -525,7 +544,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def make_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
     from .cost.cli import add_parser as add_cost_parser
 
     parser = _Parser(
@@ -542,7 +561,7 @@ def make_parser() -> argparse.ArgumentParser:
                         description="List the named chip configurations with one line each.")
     pp.set_defaults(func=cmd_presets)
     add_cost_parser(sub)
-    from .reproduce import add_parser as add_reproduce_parser
+    from .experiments.reproduce import add_parser as add_reproduce_parser
 
     add_reproduce_parser(sub)
     _add_report(sub)

@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 import torch
 
-from ._ops import rowblock_mv
 from . import cell as _builtin_cells  # noqa: F401 - registers the built-in cell kinds
+from ._ops import rowblock_mv
 from .config import ChipConfig
 from .interface import TransferStats, UnitCells, cell_class
 from .noise import GeneratorNoise, NoiseSource

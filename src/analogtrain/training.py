@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import math
+import hashlib
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -19,33 +19,16 @@ from typing import Any
 import torch
 
 from .config import ExperimentConfig
-from .errors import ConfigError, OutputError, TrainingDivergedError
-from .network import MLP, build_mlp
+from .errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
+from .network import build_mlp
+from .runs.checkpoint import (
+    Checkpoint,
+    check_state_fits,
+    read_checkpoint,
+    save_checkpoint,
+)
+from .runs.results import EpochRecord, TrainingResult
 from .schedule import TransferSchedule
-
-
-@dataclass
-class EpochRecord:
-    epoch: int
-    test_accuracy: list[float]  # per chip
-    train_accuracy: list[float]  # running, per chip, during the epoch
-    examples: int
-    transfers: int
-    wall_s: float
-    #: per layer, what :meth:`Trainer.layer_statistics` measured at the end of the epoch
-    layers: list[dict[str, list[float]]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "epoch": self.epoch,
-            "test_accuracy": self.test_accuracy,
-            "test_accuracy_mean": sum(self.test_accuracy) / len(self.test_accuracy),
-            "train_accuracy": self.train_accuracy,
-            "examples": self.examples,
-            "transfers": self.transfers,
-            "wall_s": self.wall_s,
-            "layers": self.layers,
-        }
 
 
 @dataclass
@@ -128,6 +111,7 @@ class Trainer:
         self.x_test = x_test.to(self.device, torch.float32)
         self.y_test = y_test.to(self.device, torch.int64)
         self.n_classes = int(n_classes if n_classes is not None else int(y_train.max()) + 1)
+        self._data_sha256: str | None = None  # data_fingerprint(), computed on first use
         from .memory import check_fits
 
         sizes = [self.x_train.shape[1], *config.training.hidden, self.n_classes]
@@ -277,7 +261,7 @@ class Trainer:
               on_epoch: Callable[[EpochRecord], None] | None = None,
               on_step: Callable[["Trainer"], bool] | None = None,
               checkpoint_every: int | None = None,
-              checkpoint_path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+              checkpoint_path: str | os.PathLike[str] | None = None) -> TrainingResult:
         """Train until ``epochs`` epochs are complete (default: the config's), return results.
 
         ``on_step(trainer)`` is called after every example; returning True stops training
@@ -299,7 +283,7 @@ class Trainer:
                on_epoch: Callable[[EpochRecord], None] | None,
                on_step: Callable[["Trainer"], bool] | None,
                checkpoint_every: int | None,
-               checkpoint_path: str | os.PathLike[str] | None) -> dict[str, Any]:
+               checkpoint_path: str | os.PathLike[str] | None) -> TrainingResult:
         from tqdm.auto import tqdm
 
         every = checkpoint_every if checkpoint_path is not None else None
@@ -402,12 +386,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`.  Everything is checked before anything is changed, so a
         state that does not fit leaves the trainer as it was (:class:`CheckpointError`, one line)."""
-        from .checkpoint import check_state_fits
-
-        check_state_fits(self.state_dict(), state)
-        from .errors import CheckpointError
-
-        try:  # convert everything first: nothing changes unless all of it converts
+        check_state_fits(self.state_dict(), state, variable="pulse_window.", optional=("pulse_window_layers",))
+        try:  # check and convert everything first: nothing changes unless all of it converts
             ts = state["training_state"]
             history = [EpochRecord(**h) for h in ts["history"]]
             new_state = TrainingState(epoch=int(ts["epoch"]), position=int(ts["position"]),
@@ -423,6 +403,9 @@ class Trainer:
                 raise ValueError("counters of another network")
             log, windows = list(c["transfer_pulse_log"]), list(c["pulse_window_history"])
             layers = state["pulse_window_layers"]
+            if layers is not None and (not isinstance(layers, list) or len(layers) != len(self.mlp.layers)
+                                       or not all(isinstance(b, bool) for b in layers)):
+                raise ValueError("pulse_window_layers does not match the network")
             pulse_window = None if layers is None else [
                 {"net": state[f"pulse_window.{i}.net"].cpu(), "total": state[f"pulse_window.{i}.total"].cpu()}
                 if has else {} for i, has in enumerate(layers)]
@@ -438,22 +421,55 @@ class Trainer:
         self.pulse_window = pulse_window
 
     # -- checkpoints ---------------------------------------------------------------------
+    def data_fingerprint(self) -> str:
+        """SHA-256 of the training and test data (computed once): a checkpoint of this run
+        fits only a trainer of the same data."""
+        if self._data_sha256 is None:
+            h = hashlib.sha256()
+            for name in ("x_train", "y_train", "x_test", "y_test"):
+                t = getattr(self, name).detach().cpu().contiguous()
+                h.update(f"\0{name}\0{str(t.dtype)}\0{list(t.shape)}\0".encode())
+                if t.numel():
+                    h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
+            self._data_sha256 = h.hexdigest()
+        return self._data_sha256
+
     def save_checkpoint(self, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
-        """Write the whole simulator and training state to ``path`` (safetensors, atomic).
+        """Write :meth:`state_dict`, the config, the data's fingerprint and the progress to
+        ``path`` (safetensors, atomic; format in :mod:`analogtrain.runs.checkpoint`).
 
         ``extra``: a small JSON-able dict stored with it (returned by :meth:`load_checkpoint`).
-        See :mod:`analogtrain.checkpoint` for the format.
         """
-        from .checkpoint import save_checkpoint
+        st = self.state
+        header = {
+            "config": self.config.to_dict(),
+            "data": {"n_train": int(self.x_train.shape[0]), "n_test": int(self.x_test.shape[0]),
+                     "n_inputs": int(self.x_train.shape[1]), "n_classes": int(self.n_classes),
+                     "sha256": self.data_fingerprint()},
+            "progress": {"epoch": st.epoch, "position": st.position, "examples_seen": st.examples_seen},
+            "extra": dict(extra or {}),
+        }
+        return save_checkpoint(path, self.state_dict(), header)
 
-        return save_checkpoint(self, path, extra)
-
-    def load_checkpoint(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+    def load_checkpoint(self, path: str | os.PathLike[str] | Checkpoint) -> dict[str, Any]:
         """Restore the state saved at ``path`` into this trainer, which must have been built
-        with the same config and data (:class:`CheckpointError` otherwise); returns ``extra``."""
-        from .checkpoint import load_into
-
-        return load_into(self, path)
+        with the same config and data (:class:`CheckpointError` otherwise, and the trainer is
+        left as it was); returns the checkpoint's ``extra``."""
+        ck = path if isinstance(path, Checkpoint) else read_checkpoint(path)
+        # the saved config as this version reads it: a setting added since then takes its default
+        diff = _first_difference(_config_of(ck).to_dict(), self.config.to_dict())
+        if diff is not None:
+            raise CheckpointError(f"checkpoint {ck.path} was written with another config (they differ at {diff})")
+        data = ck.state["data"]
+        if data.get("sha256") != self.data_fingerprint():
+            raise CheckpointError(f"checkpoint {ck.path} was trained on other data ({data.get('n_train')} train / "
+                                  f"{data.get('n_test')} test images there, {self.x_train.shape[0]} / "
+                                  f"{self.x_test.shape[0]} here, or different images)")
+        try:
+            self.load_state_dict(ck.state_dict)
+        except CheckpointError as exc:
+            raise CheckpointError(f"checkpoint {ck.path}: {exc}") from None
+        return ck.extra
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike[str], x_train: torch.Tensor, y_train: torch.Tensor,
@@ -461,9 +477,10 @@ class Trainer:
                         device: str | torch.device = "cpu") -> "Trainer":
         """A trainer rebuilt from the config saved at ``path`` and the given data, with the saved
         state restored; ``train()`` continues the run."""
-        from .checkpoint import load_trainer
-
-        return load_trainer(path, x_train, y_train, x_test, y_test, n_classes, device)
+        ck = read_checkpoint(path)
+        trainer = cls(_config_of(ck), x_train, y_train, x_test, y_test, n_classes, device=device)
+        trainer.load_checkpoint(ck)
+        return trainer
 
     def _record_progress(self, i: int, correct: torch.Tensor, t0: float) -> float:
         """Store the loop's position, running accuracy and wall time in the state; new t0."""
@@ -516,42 +533,34 @@ class Trainer:
         return TrainingDivergedError(f"{exc}; the state at that point is saved in {bad}")
 
     # -- results -----------------------------------------------------------------------
-    def results(self) -> dict[str, Any]:
+    def results(self) -> TrainingResult:
+        """What the run has given so far, as a :class:`~analogtrain.runs.results.TrainingResult`."""
         st = self.state
         layers = self.mlp.layers
-        update_pulses = [
-            [float(v) for v in layer.update_pulses] if hasattr(layer, "update_pulses") else None for layer in layers
-        ]
         cells = [layer.n_out * layer.rows for layer in layers]
-        out: dict[str, Any] = {
-            "network": self.sizes,
-            "synapses": sum(cells),
-            "cells_per_layer": cells,
-            "chips": self.config.training.chips,
-            "leak_clock_s": self.time_per_example_s,
-            "epochs_completed": st.epoch,
-            "examples": st.examples_seen,
-            "wall_s": st.wall_s,
-            "images_per_s": st.examples_seen / st.wall_s if st.wall_s > 0 else math.nan,
-            "history": [r.to_dict() for r in st.history],
-            "final_test_accuracy": st.history[-1].test_accuracy if st.history else None,
-            "final_test_accuracy_mean": (sum(st.history[-1].test_accuracy) / len(st.history[-1].test_accuracy)
-                                         if st.history else None),
-            "transfers": st.transfers,
-            "initial_programming_pulses": self.initial_programming_pulses,
-            "transfer_tuning_pulses": self.tuning_pulses,
-            "transfer_unconverged_devices": self.unconverged,
-            "occasional_reset_pulses": self.reset_pulses,
-            "update_pulses": update_pulses,
-            "saturated_updates": [
-                [float(v) for v in layer.saturated_updates] if hasattr(layer, "saturated_updates") else None
-                for layer in layers
-            ],
-            "pulse_statistics": self.pulse_statistics(),
-            "pulse_statistics_per_window": list(self.pulse_window_history),
-            "config": self.config.to_dict(),
-        }
-        return out
+        return TrainingResult(
+            network=list(self.sizes),
+            synapses=sum(cells),
+            cells_per_layer=cells,
+            chips=self.config.training.chips,
+            leak_clock_s=self.time_per_example_s,
+            epochs_completed=st.epoch,
+            examples=st.examples_seen,
+            wall_s=st.wall_s,
+            history=list(st.history),
+            transfers=st.transfers,
+            initial_programming_pulses=list(self.initial_programming_pulses),
+            transfer_tuning_pulses=list(self.tuning_pulses),
+            transfer_unconverged_devices=list(self.unconverged),
+            occasional_reset_pulses=list(self.reset_pulses),
+            update_pulses=[[float(v) for v in layer.update_pulses] if hasattr(layer, "update_pulses") else None
+                           for layer in layers],
+            saturated_updates=[[float(v) for v in layer.saturated_updates] if hasattr(layer, "saturated_updates")
+                               else None for layer in layers],
+            pulse_statistics=self.pulse_statistics(),
+            pulse_statistics_per_window=list(self.pulse_window_history),
+            config=self.config.to_dict(),
+        )
 
     def pulse_statistics(self) -> list[dict[str, Any]] | None:
         """Per layer: median |net| and total update pulses per tracked synapse over the last
@@ -576,3 +585,48 @@ class Trainer:
                 "p90_total": float(total.flatten().kthvalue(max(1, int(0.9 * total.numel()))).values),
             })
         return out
+
+
+def _config_of(ck: Checkpoint) -> ExperimentConfig:
+    """The validated config a checkpoint was written with."""
+    try:
+        return ExperimentConfig.from_dict(ck.config)
+    except ConfigError as exc:
+        raise CheckpointError(f"checkpoint {ck.path} holds an invalid config: {exc}") from None
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The first dotted key where two nested dicts differ (None when equal)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in a or k not in b:
+                return sub
+            d = _first_difference(a[k], b[k], sub)
+            if d is not None:
+                return d
+        return None
+    return None if a == b else (path or "(top level)")
+
+
+def train(config: ExperimentConfig | str, data, epochs: int | None = None, seed: int | None = None,
+          chips: int | None = None, progress: bool = False, device: str = "cpu") -> TrainingResult:
+    """Train ``config`` (a preset name or a config) on ``data`` (a :class:`~analogtrain.data.Dataset`)
+    and return its :class:`~analogtrain.runs.results.TrainingResult`; ``epochs``, ``seed`` and ``chips`` override the config's.
+
+    >>> import analogtrain as at
+    >>> data = at.load_dataset("digits").subset(300, 100)
+    >>> result = at.train("software", data, epochs=1, seed=0)
+    >>> round(result.final_test_accuracy_mean, 2) > 0.5
+    True
+    """
+    from .presets import get_preset
+
+    cfg = get_preset(config) if isinstance(config, str) else config
+    t_over: dict[str, Any] = {k: v for k, v in (("epochs", epochs), ("seed", seed), ("chips", chips)) if v is not None}
+    if t_over:
+        cfg = cfg.replace(training=cfg.training.replace(**t_over))
+    trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=device)
+    result = trainer.train(progress=progress)
+    result.dataset = data.info()
+    return result

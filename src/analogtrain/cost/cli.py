@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .model import CostReport, estimate, parse_layer_sizes
 from .params import COST_PRESETS, CostParams, load_cost_params
@@ -20,6 +20,9 @@ from .report import (
     sensitivity,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from ..runs.results import TrainingResult
 
 __all__ = ["add_parser", "run", "format_run_cost", "run_cost", "run_stats_of"]
 
@@ -94,17 +97,17 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_stats_of(run: dict[str, Any], chip: Any) -> dict[str, Any]:
-    """What the cost model needs of a training run (``Trainer``'s results, ``chip`` its
-    ``ChipConfig``): examples, transfers, and the pulse counts per chip (the run holds totals
-    over its chips)."""
-    chips = run["chips"]
+def run_stats_of(run: TrainingResult, chip: Any) -> dict[str, Any]:
+    """What the cost model needs of a training run (a
+    :class:`~analogtrain.runs.results.TrainingResult`; ``chip`` its ``ChipConfig``): examples,
+    transfers, and the pulse counts per chip (the run holds totals over its chips)."""
+    chips = run.chips
     return {
-        "examples": run["examples"],
-        "update_pulses": [sum(v) / chips for v in run["update_pulses"]],
-        "transfers": run["transfers"],
-        "transfer_tuning_pulses": [p / chips for p in run["transfer_tuning_pulses"]],
-        "cells": run["cells_per_layer"],
+        "examples": run.examples,
+        "update_pulses": [sum(v) / chips for v in run.update_pulses],
+        "transfers": run.transfers,
+        "transfer_tuning_pulses": [p / chips for p in run.transfer_tuning_pulses],
+        "cells": run.cells_per_layer,
         "transfer_interval_examples": chip.transfer.interval_examples,
     }
 

@@ -33,11 +33,13 @@ from typing import Any
 from ..errors import ConfigError
 from ..timing import (
     Tile,
-    backward_needed as _backward_needed,
     map_network,
     phase_times_s,
     time_breakdown_s,
     transfer_event_time_s,
+)
+from ..timing import (
+    backward_needed as _backward_needed,
 )
 from .gpus import GpuComparison, compare_gpus, gpu_by_name, gpu_run_estimate
 from .params import PAPER_GOPS_PER_W, PAPER_TOPS_PER_MM2, CostParams, load_cost_params

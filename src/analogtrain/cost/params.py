@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import merge_overrides
 from .._configbase import ConfigBase, param
+from ..config import merge_overrides
 from ..errors import ConfigError
 from ..timing import ArrayParams, TimingParams, TransferParams, timing_for_chip
 

@@ -9,7 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OutputError
-from .model import AREA_COMPONENTS, ENERGY_COMPONENTS, CostReport, RunCost, figure_of_merit
+from .model import (
+    AREA_COMPONENTS,
+    ENERGY_COMPONENTS,
+    CostReport,
+    RunCost,
+    figure_of_merit,
+)
 from .params import CostParams
 
 __all__ = [

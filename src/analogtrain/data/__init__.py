@@ -111,6 +111,17 @@ class Dataset:
     def n_valid(self) -> int:
         return 0 if self.x_valid is None else int(self.x_valid.shape[0])
 
+    def info(self) -> dict[str, Any]:
+        """What a run records of its data: name, sizes, and the plain-valued part of ``meta``."""
+        return {
+            "name": self.name,
+            "n_train": self.n_train,
+            "n_test": self.n_test,
+            "n_inputs": self.n_inputs,
+            "n_classes": int(self.n_classes),
+            "meta": {k: v for k, v in dict(self.meta).items() if isinstance(v, (str, int, float, bool, list, dict))},
+        }
+
     def subset(self, n_train: int, n_test: int, n_valid: int | None = None) -> Dataset:
         """The first ``n_train`` training and ``n_test`` test examples (for quick runs).
 

@@ -34,7 +34,6 @@ import torch
 
 from ..config import CapacitorConfig
 
-
 _SCALARS: dict[tuple[float, torch.dtype, torch.device], torch.Tensor] = {}
 
 

@@ -17,7 +17,6 @@ multiplies the programmed conductance by ``((t - t_prog + t0) / t0)^-nu``.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import torch

@@ -34,8 +34,8 @@ from torch import nn
 
 from ..config import ChipConfig, ExperimentConfig
 from ..crossbar import AnalogCrossbar
-from ..network import fan_in_uniform
 from ..errors import CheckpointError, ConfigError
+from ..network import fan_in_uniform
 from ..schedule import TransferSchedule
 
 #: version of the ``tile.*`` entries of a layer's state_dict

@@ -13,12 +13,15 @@ import socket
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import UserError
 
 RESULT_FILE = "result.json"
 CHECKPOINT_FILE = "checkpoint.safetensors"
+
+if TYPE_CHECKING:
+    from ..runs.results import TrainingResult
 
 
 def _node_id() -> str:
@@ -53,7 +56,7 @@ def point_config(spec: dict[str, Any], point: dict[str, Any]):
     return cfg.replace(training=cfg.training.replace(seed=p.seed, chips=spec["chips"], epochs=spec["epochs"]))
 
 
-def chip_cost(cfg, result: dict[str, Any]) -> dict[str, float | None]:
+def chip_cost(cfg, result: TrainingResult) -> dict[str, float | None]:
     """Energy and chip time per training image of the run, from the cost model (None where the
     cost model does not describe the cell)."""
     from ..cost.cli import run_stats_of
@@ -61,9 +64,9 @@ def chip_cost(cfg, result: dict[str, Any]) -> dict[str, float | None]:
     from ..cost.params import chip_cost_params
 
     params = chip_cost_params(cfg.chip)
-    if params is None or not result.get("examples"):
+    if params is None or not result.examples:
         return {"energy_per_image_j": None, "chip_time_per_image_s": None}
-    run = estimate(result["network"], params, run_stats=run_stats_of(result, cfg.chip)).run
+    run = estimate(result.network, params, run_stats=run_stats_of(result, cfg.chip)).run
     return {"energy_per_image_j": run.energy_j / run.examples, "chip_time_per_image_s": run.time_s / run.examples}
 
 
@@ -73,7 +76,7 @@ def train_point(spec: dict[str, Any], point: dict[str, Any], out: str,
     the returned dict says ``status: failed`` with the one-line error."""
     import torch
 
-    from ..experiment import cpu_model, write_json
+    from ..runs.store import cpu_model, write_json
     from ..training import Trainer
 
     torch.set_num_threads(1)
@@ -97,9 +100,9 @@ def train_point(spec: dict[str, Any], point: dict[str, Any], out: str,
         result = trainer.train(progress=False, on_epoch=on_epoch, checkpoint_path=ck,
                                checkpoint_every=max(1000, len(data.x_train) // 4))
         out_row = {**base, "status": "done", "error": None, "wall_s": time.perf_counter() - t0,
-                   "network": result["network"], "epochs_completed": result["epochs_completed"],
-                   "accuracy": [h["test_accuracy"] for h in result["history"]],
-                   "final_accuracy": result["final_test_accuracy"], **chip_cost(cfg, result)}
+                   "network": result.network, "epochs_completed": result.epochs_completed,
+                   "accuracy": [h.test_accuracy for h in result.history],
+                   "final_accuracy": result.final_test_accuracy, **chip_cost(cfg, result)}
     except UserError as exc:
         out_row = {**base, "status": "failed", "error": " ".join(str(exc).split()), "wall_s": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - a point that fails must not stop the sweep

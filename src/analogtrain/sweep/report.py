@@ -26,7 +26,7 @@ def _points(rows: list[dict[str, Any]], spec: SweepSpec) -> list[dict[str, Any]]
         first = rs[0]
         out.append({"point": pid, "preset": first["preset"], "seed": first["seed"], "status": first["status"],
                     "error": first["error"], "stopped_early": first["stopped_early"],
-                    "values": {a.key: first[a.key] for a in spec.parameters},
+                    "values": {a.key: first[a.key] for a in spec.parameters if first[a.key] is not None},
                     "acc": _stats(accs) if accs else None, "energy": first["energy_per_image_j"],
                     "time": first["chip_time_per_image_s"], "epochs": first["epochs_completed"]})
     return out
@@ -117,7 +117,7 @@ def write_report(spec: SweepSpec, rows: list[dict[str, Any]], out: Path) -> Path
             status += f": {p['error']}"
         if p.get("pareto"):
             status += ", Pareto front"
-        lines.append("| " + " | ".join([p["point"], p["preset"], *[_fmt(v) for v in p["values"].values()],
+        lines.append("| " + " | ".join([p["point"], p["preset"], *[_fmt(p["values"].get(a.key)) for a in spec.parameters],
                                         str(p["seed"]), acc, gap,
                                         f"{1e9 * p['energy']:.3g}" if p["energy"] else "-",
                                         f"{1e9 * p['time']:.3g}" if p["time"] else "-", status]) + " |")

@@ -46,7 +46,7 @@ def _init_ray(address: str | None, max_parallel: int | None) -> None:
 
 
 def _prepare(spec: SweepSpec, out: Path, resume: bool, force: bool) -> None:
-    from ..runstore import refuse_overwrite, require_resumable
+    from ..runs.store import refuse_overwrite, require_resumable
 
     marker = out / SPEC_FILE
     if resume:
@@ -103,8 +103,8 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
             results = _run_tasks(worker_spec, todo, out, max_parallel, bar, failed)
         bar.close()
         done.update(results)
-    from .table import write_table
     from .report import write_report
+    from .table import write_table
 
     rows = write_table(spec, points, done, out)
     report = write_report(spec, rows, out)
@@ -181,7 +181,7 @@ def _run_asha(spec: SweepSpec, worker_spec: dict[str, Any], todo: list[dict[str,
                    "energy_per_image_j": None, "chip_time_per_image_s": None}
             acc = (r.metrics or {}).get("accuracy")
             res["final_accuracy_mean"] = acc
-            from ..experiment import write_json
+            from ..runs.store import write_json
 
             write_json(out / point["id"] / "result.json", res)
         results[point["id"]] = res
@@ -192,8 +192,8 @@ def _run_asha(spec: SweepSpec, worker_spec: dict[str, Any], todo: list[dict[str,
 def main_sweep(args: Any) -> int:
     """``analogtrain sweep SPEC --out DIR``: the CLI's entry point."""
     try:
-        import ray  # noqa: F401
         import pyarrow  # noqa: F401
+        import ray  # noqa: F401
     except ImportError as exc:
         raise UserError(f"analogtrain sweep needs {exc.name}; install it with pip install 'analogtrain[sweep]'") from None
     summary = run_sweep(args.spec, args.out, address=args.address, max_parallel=args.max_parallel,

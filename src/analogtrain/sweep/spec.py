@@ -124,7 +124,18 @@ class SweepSpec:
         else:
             rng = np.random.default_rng(self.sample_seed)
             combos = [{a.key: a.draw(rng) for a in self.parameters} for _ in range(self.samples)]
-        return [Point(p, c, s) for p in self.presets for c in combos for s in self.seeds]
+        out: list[Point] = []
+        for p in self.presets:
+            seen: set[str] = set()
+            for c in combos:
+                if _is_digital(p):  # the chip's parameters do not reach the software baseline: one point
+                    c = {k: v for k, v in c.items() if not k.startswith("chip.")}
+                for s in self.seeds:
+                    point = Point(p, c, s)
+                    if point.id not in seen:
+                        seen.add(point.id)
+                        out.append(point)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "dataset": self.dataset, "data_dir": self.data_dir,
@@ -134,6 +145,13 @@ class SweepSpec:
                 "asha": self.asha,
                 "parameters": {a.key: list(a.values) if a.kind == "values" else {a.kind: [a.low, a.high]}
                                for a in self.parameters}}
+
+
+def _is_digital(preset: str) -> bool:
+    """True for a preset without analog cells (the software baseline)."""
+    from ..presets import get_preset
+
+    return get_preset(preset).chip.cell.kind == "digital"
 
 
 def _axis(key: str, raw: Any, method: str) -> Axis:

@@ -17,7 +17,7 @@ def rows(spec: SweepSpec, points: list[dict[str, Any]], results: dict[str, dict[
     for p in points:
         r = results.get(p["id"], {"status": "missing", "error": "not run"})
         base = {"point": p["id"], "preset": p["preset"], "seed": p["seed"],
-                **{k: float(p["values"][k]) if isinstance(p["values"][k], (int, float)) else None for k in keys},
+                **{k: float(p["values"][k]) if isinstance(p["values"].get(k), (int, float)) else None for k in keys},
                 "status": r.get("status"), "error": r.get("error"), "stopped_early": bool(r.get("stopped_early")),
                 "epochs_completed": int(r.get("epochs_completed") or 0),
                 "energy_per_image_j": r.get("energy_per_image_j"),

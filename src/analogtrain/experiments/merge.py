@@ -16,14 +16,15 @@ keeps its own chip count, and the report gives it per variant.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import report
-from .errors import DataError, OutputError
+from ..errors import DataError, OutputError
+from ..runs.results import ExperimentResult
+from . import checks, report
 
 #: what must agree between two runs of one experiment for their variants to share a report
 _SAME_SETTINGS = ("settings", "network")
@@ -53,88 +54,82 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
     first_dir, first = loaded[0]
     for d, r in loaded[1:]:
         for key in ("seed", "quick"):
-            if r.get(key) != first.get(key):
-                raise DataError(f"{d} and {first_dir} differ in {key} ({r.get(key)!r} vs {first.get(key)!r}); "
-                                "only runs of the same seed and mode can share a report")
+            if getattr(r, key) != getattr(first, key):
+                raise DataError(f"{d} and {first_dir} differ in {key} ({getattr(r, key)!r} vs "
+                                f"{getattr(first, key)!r}); only runs of the same seed and mode can share a report")
 
-    experiments: dict[str, dict[str, Any]] = {}
+    experiments: dict[str, ExperimentResult] = {}
     first_run: dict[str, Path] = {}  # experiment -> the run its settings were taken from
     source: dict[tuple[str, str], Path] = {}  # (experiment, variant) -> the run the variant is taken from
     skipped: list[str] = []
     for d, r in loaded:
-        for name, entry in r.get("experiments", {}).items():
+        for name, entry in r.experiments.items():
             merged = experiments.get(name)
             if merged is None:
-                merged = experiments[name] = {k: v for k, v in entry.items() if k not in ("variants", "checks")}
-                merged["variants"] = {}
-                merged["wall_s"] = 0.0
-                merged["timing"] = None
+                merged = experiments[name] = dataclasses.replace(entry, variants={}, checks=None, wall_s=0.0,
+                                                                 timing=None)
                 first_run[name] = d
             else:
                 ref_dir = first_run[name]
                 for key in _SAME_SETTINGS:
-                    diff = _differ(entry.get(key), merged.get(key))
+                    diff = _differ(getattr(entry, key), getattr(merged, key))
                     if diff is not None:
                         raise DataError(f"{d} and {ref_dir} trained {name} with different {key} "
                                         f"({diff or key} differs); their variants cannot share a report")
-                ds_a, ds_b = entry.get("dataset", {}), merged.get("dataset", {})
                 for key in _SAME_DATA:
-                    if ds_a.get(key) != ds_b.get(key):
+                    if entry.dataset.get(key) != merged.dataset.get(key):
                         raise DataError(f"{d} and {ref_dir} trained {name} on different data ({key}: "
-                                        f"{ds_a.get(key)!r} vs {ds_b.get(key)!r}); their variants cannot share "
-                                        "a report")
-            merged["wall_s"] += float(entry.get("wall_s") or 0.0)
-            if merged["timing"] is None and entry.get("timing"):
-                merged["timing"] = entry["timing"]
-            for variant, res in entry.get("variants", {}).items():
-                if not res.get("final_test_accuracy"):
+                                        f"{entry.dataset.get(key)!r} vs {merged.dataset.get(key)!r}); their "
+                                        "variants cannot share a report")
+            merged.wall_s += entry.wall_s
+            if merged.timing is None and entry.timing:
+                merged.timing = entry.timing
+            for variant, res in entry.variants.items():
+                if not res.history:
                     continue  # unfinished in that run
-                have = merged["variants"].get(variant)
+                have = merged.variants.get(variant)
                 if have is not None:
-                    keep_new = int(res.get("chips", 0)) > int(have.get("chips", 0))
+                    keep_new = res.chips > have.chips
                     loser = source[(name, variant)] if keep_new else d
                     skipped.append(f"{name}/{variant} from {loser}")
                     if not keep_new:
                         continue
-                merged["variants"][variant] = dict(res)
+                merged.variants[variant] = res
                 source[(name, variant)] = d
 
-    if not any(e["variants"] for e in experiments.values()):
+    if not any(e.variants for e in experiments.values()):
         raise DataError("none of the runs has a finished variant to report")
     try:
         (out / "data").mkdir(parents=True, exist_ok=True)
         for (name, variant), d in source.items():
-            res = experiments[name]["variants"][variant]
-            window = res.get("pulse_window_file")
+            window = experiments[name].variants[variant].analysis.get("pulse_window_file")
             if window and (d / "data" / window).is_file():
                 shutil.copyfile(d / "data" / window, out / "data" / window)
     except OSError as exc:
         raise OutputError(f"cannot write into {out}: {exc.strerror or exc}; choose another --out") from None
 
-    quick = bool(first.get("quick"))
+    quick = first.quick
     variants: list[str] = []
     for _, r in loaded:
-        variants += [v for v in r.get("variants", []) if v not in variants]
+        variants += [v for v in r.variants if v not in variants]
     for entry in experiments.values():
-        entry["variants"] = {v: entry["variants"][v] for v in variants if v in entry["variants"]}
-        entry["checks"] = report.paper_checks(entry, quick)
-    chips = sorted({int(res.get("chips", 0)) for e in experiments.values() for res in e["variants"].values()})
-    results = {k: v for k, v in first.items() if k not in ("experiments", "variants", "wall_s", "chips")}
-    results.update({
-        "experiment": ",".join(experiments),
-        "variants": variants,
-        "chips": chips[0] if len(chips) == 1 else chips,
-        "experiments": experiments,
-        "wall_s": sum(float(r.get("wall_s") or 0.0) for _, r in loaded),
+        entry.variants = {v: entry.variants[v] for v in variants if v in entry.variants}
+        entry.checks = checks.paper_checks(entry, quick)
+    chips = sorted({res.chips for e in experiments.values() for res in e.variants.values()})
+    results = dataclasses.replace(
+        first,
+        experiment=",".join(experiments),
+        variants=variants,
+        chips=chips[0] if len(chips) == 1 else chips,
+        experiments=experiments,
+        wall_s=sum(r.wall_s for _, r in loaded),
         # complete when every variant some run set out to train finished in one of the runs
-        "complete": all(v in e["variants"] for e in experiments.values() for v in variants),
-        "merged_from": [{"run": str(d), "variants": list(r.get("variants", [])), "chips": r.get("chips"),
-                         "time_utc": (r.get("environment") or {}).get("time_utc"),
-                         "cpu": (r.get("environment") or {}).get("cpu")} for d, r in loaded],
-        "merge_skipped": skipped,
-    })
-    try:
-        (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"cannot write {out / 'results.json'}: {exc.strerror or exc}") from None
+        complete=all(v in e.variants for e in experiments.values() for v in variants),
+        extra={**first.extra,
+               "merged_from": [{"run": str(d), "variants": list(r.variants), "chips": r.chips,
+                                "time_utc": r.environment.get("time_utc"), "cpu": r.environment.get("cpu")}
+                               for d, r in loaded],
+               "merge_skipped": skipped},
+    )
+    results.write(out)
     return report.write_report(results, out)

@@ -1,4 +1,8 @@
-"""Checkpoints: the whole state of a :class:`~analogtrain.training.Trainer` in one file.
+"""Checkpoint files: the whole state of a run in one file.
+
+The trainer writes and reads them (:meth:`Trainer.save_checkpoint
+<analogtrain.training.Trainer.save_checkpoint>`, :meth:`~analogtrain.training.Trainer.load_checkpoint`);
+this module is the file format only and knows nothing of the trainer.
 
 A checkpoint holds everything needed to continue a run so that it ends bit for bit where
 the uninterrupted run would have ended: :meth:`Trainer.state_dict() <analogtrain.training.Trainer.state_dict>`,
@@ -36,25 +40,25 @@ what is recomputed from the state (the cells' cached presented weights).
 >>> tr2.state.examples_seen
 0
 """
-
 from __future__ import annotations
 
 import dataclasses
-import errno
 import hashlib
 import json
 import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from .errors import CheckpointError, ConfigError, OutputError
+from .._version import __version__
+from ..errors import CheckpointError
+from .store import atomic_write
 
-if TYPE_CHECKING:
-    from .training import Trainer
+__all__ = ["FORMAT", "FORMAT_VERSION", "Checkpoint", "check_state_fits", "checkpoint_bytes", "read_checkpoint",
+           "save_checkpoint", "split_state"]
 
 FORMAT = "analogtrain-checkpoint"
 FORMAT_VERSION = 2
@@ -79,43 +83,17 @@ def _digest(state_json: str, tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def data_fingerprint(trainer: Trainer) -> str:
-    """SHA-256 of the trainer's training and test data (cached on the trainer)."""
-    cached = getattr(trainer, "_data_sha256", None)
-    if cached is not None:
-        return cached
-    h = hashlib.sha256()
-    for name in ("x_train", "y_train", "x_test", "y_test"):
-        t = getattr(trainer, name).detach().cpu().contiguous()
-        h.update(f"\0{name}\0{str(t.dtype)}\0{list(t.shape)}\0".encode())
-        if t.numel():
-            h.update(memoryview(t.reshape(-1).view(torch.uint8).numpy()))
-    trainer._data_sha256 = h.hexdigest()  # type: ignore[attr-defined]
-    return trainer._data_sha256  # type: ignore[attr-defined]
-
-
-def _data_info(trainer: Trainer) -> dict[str, Any]:
-    return {
-        "n_train": int(trainer.x_train.shape[0]),
-        "n_test": int(trainer.x_test.shape[0]),
-        "n_inputs": int(trainer.x_train.shape[1]),
-        "n_classes": int(trainer.n_classes),
-        "sha256": data_fingerprint(trainer),
-    }
-
-
-def encode_trainer(trainer: Trainer) -> tuple[dict[str, Any], dict[str, torch.Tensor], dict[str, str]]:
-    """(values, tensors, skipped): :meth:`Trainer.state_dict` split into its plain values (JSON)
-    and its tensors (copied to the CPU), by name.  ``skipped`` is empty: every entry of a state
-    dict is a tensor or a plain value."""
+def split_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(values, tensors): a state dict split into its plain values (JSON) and its tensors
+    (copied to the CPU, contiguous), by name."""
     values: dict[str, Any] = {}
     tensors: dict[str, torch.Tensor] = {}
-    for name, v in trainer.state_dict().items():
+    for name, v in state.items():
         if isinstance(v, torch.Tensor):
             tensors[name] = v.detach().cpu().clone(memory_format=torch.contiguous_format)
         else:
             values[name] = v
-    return values, tensors, {}
+    return values, tensors
 
 
 def _plain(v: Any, path: str) -> None:
@@ -150,73 +128,52 @@ def _same_shape(fresh: Any, saved: Any, path: str) -> None:
             raise ValueError(f"{path} is not a list")
 
 
-def check_state_fits(fresh: dict[str, Any], saved: dict[str, Any]) -> None:
-    """Raise a one-line :class:`CheckpointError` unless the state dict ``saved`` fits a trainer
+def check_state_fits(fresh: dict[str, Any], saved: dict[str, Any], variable: str | None = None,
+                     optional: tuple[str, ...] = ()) -> None:
+    """Raise a one-line :class:`CheckpointError` unless the state dict ``saved`` fits an object
     whose own state dict is ``fresh``: the same names, tensors of the same shape and dtype,
-    plain values of the same kinds.  Nothing is changed."""
+    plain values of the same kinds and structure, finite floats.  Entries whose name starts
+    with ``variable`` may come and go (their number depends on the progress of the run) and are
+    left to the owner to check, as are the ``optional`` names.  Nothing is changed."""
     try:
-        missing = sorted(set(fresh) - set(saved) - {"pulse_window_layers"})
-        fresh_windows = {k for k in fresh if k.startswith("pulse_window.")}
-        extra = sorted(set(saved) - set(fresh) - {k for k in saved if k.startswith("pulse_window.")} - fresh_windows)
+        def fixed(names):
+            return {k for k in names if not (variable and k.startswith(variable)) and k not in optional}
+
+        missing, extra = sorted(fixed(fresh) - set(saved)), sorted(fixed(saved) - set(fresh))
         if missing or extra:
             raise ValueError(f"entries missing {missing[:3]} or unexpected {extra[:3]}")
-        if saved.get("version") != fresh["version"]:
-            raise ValueError(f"state version {saved.get('version')!r}, this analogtrain reads {fresh['version']}")
-        for name, f in fresh.items():
-            if name.startswith("pulse_window"):
-                continue
-            v = saved[name]
+        if saved.get("version") != fresh.get("version"):
+            raise ValueError(f"state version {saved.get('version')!r}, this analogtrain reads {fresh.get('version')}")
+        for name in fixed(fresh):
+            f, v = fresh[name], saved[name]
             if isinstance(f, torch.Tensor):
                 if not isinstance(v, torch.Tensor) or v.shape != f.shape or v.dtype != f.dtype:
                     raise ValueError(f"{name} is not a {f.dtype} tensor of shape {tuple(f.shape)}")
-                if v.is_floating_point() and name.startswith("mlp.") and not bool(torch.isfinite(v).all()):
+                if v.is_floating_point() and not bool(torch.isfinite(v).all()):
                     raise ValueError(f"{name} holds non-finite values")
             else:
                 _plain(v, name)
                 _same_shape(f, v, name)
-        layers = saved.get("pulse_window_layers")
-        if layers is not None:
-            if not (isinstance(layers, list) and len(layers) == len(fresh["counters"]["tuning_pulses"])
-                    and all(isinstance(b, bool) for b in layers)):
-                raise ValueError("pulse_window_layers does not match the network")
-            for i, has in enumerate(layers):
-                for part in ("net", "total"):
-                    if has and not isinstance(saved.get(f"pulse_window.{i}.{part}"), torch.Tensor):
-                        raise ValueError(f"pulse_window.{i}.{part} is missing")
-        from .training import EpochRecord
-
-        for h in saved["training_state"]["history"]:
-            if not isinstance(h, dict):
-                raise ValueError("training_state.history holds something that is not an epoch record")
-            EpochRecord(**h)
-    except CheckpointError:
-        raise
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise CheckpointError(f"checkpoint state does not fit this run ({_one_line(exc, 160)})") from None
 
 
-def checkpoint_bytes(trainer: Trainer, extra: dict[str, Any] | None = None) -> bytes:
-    """The checkpoint of ``trainer`` as bytes (what :func:`save_checkpoint` writes)."""
+def checkpoint_bytes(state: dict[str, Any], header: dict[str, Any]) -> bytes:
+    """A checkpoint as bytes (what :func:`save_checkpoint` writes): the state dict ``state``
+    and the ``header`` (``config``, ``data``, ``progress``, ``extra``: plain values)."""
     import safetensors.torch
 
-    from . import __version__
-
-    tree, tensors, skipped = encode_trainer(trainer)
-    st = trainer.state
-    state = {
+    values, tensors = split_state(state)
+    full = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "analogtrain": __version__,
         "torch": torch.__version__,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config": trainer.config.to_dict(),
-        "data": _data_info(trainer),
-        "progress": {"epoch": st.epoch, "position": st.position, "examples_seen": st.examples_seen},
-        "extra": dict(extra or {}),
-        "skipped": skipped,
-        "values": tree,
+        **{key: dict(header.get(key) or {}) for key in ("config", "data", "progress", "extra")},
+        "values": values,
     }
-    state_json = json.dumps(state, separators=(",", ":"))
+    state_json = json.dumps(full, separators=(",", ":"))
     metadata = {
         "format": FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -226,49 +183,9 @@ def checkpoint_bytes(trainer: Trainer, extra: dict[str, Any] | None = None) -> b
     return safetensors.torch.save(tensors, metadata=metadata)
 
 
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EINVAL, errno.ENOTSUP):
-            return
-        raise
-    try:
-        os.fsync(fd)
-    except OSError as exc:  # some file systems cannot fsync a directory
-        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temporary file beside it, flush, fsync, rename,
-    fsync of the folder.  Any OS error (permissions, full disk) raises :class:`OutputError`
-    and leaves an existing ``path`` untouched."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent if str(path.parent) else Path("."))
-    except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}; free some space or choose another "
-                          "output directory") from None
-    return path
-
-
-def save_checkpoint(trainer: Trainer, path: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
-    """Write the whole state of ``trainer`` to ``path`` (atomically); ``extra`` is any small
-    JSON-able dict stored beside it and returned by :func:`load_into`."""
-    return atomic_write(path, checkpoint_bytes(trainer, extra))
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any], header: dict[str, Any]) -> Path:
+    """Write a checkpoint of the state dict ``state`` with ``header`` to ``path`` (atomically)."""
+    return atomic_write(path, checkpoint_bytes(state, header))
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -291,6 +208,11 @@ class Checkpoint:
     @property
     def extra(self) -> dict[str, Any]:
         return self.state["extra"]
+
+    @property
+    def state_dict(self) -> dict[str, Any]:
+        """The saved state dict: plain values and tensors, by name."""
+        return {**self.state["values"], **self.tensors}
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -321,8 +243,6 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"{not_ours} (no analogtrain metadata)")
     version = meta.get("format_version")
     if version != str(FORMAT_VERSION):
-        from . import __version__
-
         raise CheckpointError(f"{where} has format version {_one_line(repr(version), 40)}; analogtrain "
                               f"{__version__} reads version {FORMAT_VERSION} (resume it with the analogtrain "
                               "that wrote it, or restart the run)")
@@ -346,64 +266,3 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if not isinstance(state.get(key), kind):
             raise CheckpointError(f"{not_ours} (state has no {key})")
     return Checkpoint(path, state, tensors)
-
-
-# -- restoring ---------------------------------------------------------------------------
-def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            sub = f"{path}.{k}" if path else str(k)
-            if k not in a or k not in b:
-                return sub
-            d = _first_difference(a[k], b[k], sub)
-            if d is not None:
-                return d
-        return None
-    return None if a == b else (path or "(top level)")
-
-
-def restore(trainer: Trainer, ck: Checkpoint) -> dict[str, Any]:
-    """Put the state of checkpoint ``ck`` into ``trainer`` (built with the same config and
-    data); returns the checkpoint's ``extra`` dict."""
-    # the saved config as this version reads it: a setting added since then takes its default
-    diff = _first_difference(config_of(ck).to_dict(), trainer.config.to_dict())
-    if diff is not None:
-        raise CheckpointError(f"checkpoint {ck.path} was written with another config (they differ at {diff})")
-    data = ck.state["data"]
-    if data.get("sha256") != data_fingerprint(trainer):
-        raise CheckpointError(f"checkpoint {ck.path} was trained on other data ({data.get('n_train')} train / "
-                              f"{data.get('n_test')} test images there, {trainer.x_train.shape[0]} / "
-                              f"{trainer.x_test.shape[0]} here, or different images)")
-    state: dict[str, Any] = {**ck.state["values"], **ck.tensors}
-    try:
-        trainer.load_state_dict(state)
-    except CheckpointError as exc:
-        raise CheckpointError(f"checkpoint {ck.path}: {exc}") from None
-    return ck.extra
-
-
-def load_into(trainer: Trainer, path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read the checkpoint at ``path`` and put its state into ``trainer``; returns ``extra``."""
-    return restore(trainer, read_checkpoint(path))
-
-
-def config_of(ck: Checkpoint):
-    """The validated :class:`~analogtrain.config.ExperimentConfig` a checkpoint was written with."""
-    from .config import ExperimentConfig
-
-    try:
-        return ExperimentConfig.from_dict(ck.config)
-    except ConfigError as exc:
-        raise CheckpointError(f"checkpoint {ck.path} holds an invalid config: {exc}") from None
-
-
-def load_trainer(path: str | os.PathLike[str], x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor,
-                 y_test: torch.Tensor, n_classes: int | None = None, device: str | torch.device = "cpu") -> Trainer:
-    """A :class:`~analogtrain.training.Trainer` rebuilt from the checkpoint's config and the
-    given data, with the checkpoint's state restored: ``train()`` continues the run."""
-    from .training import Trainer
-
-    ck = read_checkpoint(path)
-    trainer = Trainer(config_of(ck), x_train, y_train, x_test, y_test, n_classes, device=device)
-    restore(trainer, ck)
-    return trainer
