@@ -3,12 +3,18 @@
 * ``<!-- PARAMETERS -->`` becomes the table of every config parameter (section, name, unit,
   default, source, meaning), read from the config dataclasses;
 * ``<!-- PRESETS -->`` the table of presets, from ``analogtrain.presets``;
-* ``<!-- CLI -->`` the ``--help`` of every command, from the argument parser.
+* ``<!-- CLI -->`` the ``--help`` of every command, from the argument parser;
+* the docstrings' cross-reference roles (``:class:`X```, ``:func:`X```, ...), which the API pages
+  would otherwise show as text, are shown as the code name they point to.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
+
+#: a reST role before a code span, as mkdocstrings renders ``:class:`X``` in HTML
+_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc):(?=<code>)")
 
 
 def _cell(v) -> str:
@@ -61,3 +67,7 @@ def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ARG001
         if marker in markdown:
             markdown = markdown.replace(marker, make())
     return markdown
+
+
+def on_post_page(output: str, page, config) -> str:  # noqa: ARG001 (MkDocs hook signature)
+    return _ROLE.sub("", output)
