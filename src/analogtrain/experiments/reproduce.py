@@ -221,8 +221,62 @@ def _previous_run(out: Path, results: RunResult) -> RunResult | None:
     return prev
 
 
-def _quiet(_: str) -> None:
-    """The log of a variant trained in a worker process (the parent says what finished)."""
+class _QueueLog:
+    """The log of a variant trained in a worker process: its lines go to the parent through a queue."""
+
+    def __init__(self, queue) -> None:
+        self.queue = queue
+
+    def __call__(self, line: str) -> None:
+        self.queue.put(line)
+
+
+class _JobsProgress:
+    """One progress display for the variants trained side by side (``--jobs``): epochs done of
+    all of them, which are running, which are done, and an ETA; each variant's epoch lines are
+    printed above it as they arrive."""
+
+    def __init__(self, experiment: str, variants: list[str], epochs: int, show: bool,
+                 log: Callable[[str], None]) -> None:
+        from tqdm.auto import tqdm
+
+        self.log, self.running, self.done = log, list(variants), 0
+        self.bar = tqdm(total=len(variants) * epochs, desc=f"{experiment}: {len(variants)} variants", unit="epoch",
+                        disable=not show, dynamic_ncols=True)
+        self._postfix()
+
+    def _postfix(self) -> None:
+        self.bar.set_postfix_str(f"done {self.done}, running {', '.join(self.running) or '-'}", refresh=True)
+
+    def drain(self, queue) -> None:
+        import queue as queue_mod
+
+        while True:
+            try:
+                line = queue.get_nowait()
+            except queue_mod.Empty:
+                return
+            if "] epoch " in line:
+                self.bar.update(1)
+            self.write(line)
+
+    def write(self, line: str) -> None:
+        """Print ``line`` above the display."""
+        self.bar.clear()
+        self.log(line)
+        self.bar.refresh()
+
+    def variant_done(self, variant: str) -> None:
+        if variant in self.running:
+            self.running.remove(variant)
+        self.done += 1
+        self._postfix()
+
+    def __enter__(self) -> _JobsProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
 
 
 def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick: bool = False,
@@ -367,12 +421,23 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                 import multiprocessing
 
                 log(f"  training {len(todo)} variants, {min(jobs, len(todo))} at a time (--jobs {jobs})")
-                with concurrent.futures.ProcessPoolExecutor(
-                        max_workers=min(jobs, len(todo)), mp_context=multiprocessing.get_context("spawn"),
+                ctx = multiprocessing.get_context("spawn")
+                with ctx.Manager() as manager, concurrent.futures.ProcessPoolExecutor(
+                        max_workers=min(jobs, len(todo)), mp_context=ctx,
                         initializer=torch.set_num_threads, initargs=(threads or 1,)) as pool:
-                    futures = {pool.submit(_train_variant, v, *args, False, _quiet, *rest): v for v in todo}
-                    for fut in concurrent.futures.as_completed(futures):
-                        finished(futures[fut], fut.result())
+                    lines = manager.Queue()
+                    futures = {pool.submit(_train_variant, v, *args, False, _QueueLog(lines), *rest): v for v in todo}
+                    with _JobsProgress(exp, todo, settings.epochs, progress, log) as bar:
+                        outer_log, log = log, bar.write  # finished() prints above the display too
+                        pending = set(futures)
+                        while pending:
+                            ready, pending = concurrent.futures.wait(pending, timeout=1.0)
+                            bar.drain(lines)
+                            for fut in ready:
+                                finished(futures[fut], fut.result())
+                                bar.variant_done(futures[fut])
+                        bar.drain(lines)
+                        log = outer_log
             else:
                 for variant in todo:
                     finished(variant, _train_variant(variant, *args, progress, log, *rest))
