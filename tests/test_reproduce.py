@@ -404,5 +404,11 @@ def test_variants_trained_side_by_side_give_the_same_results(tmp_path, monkeypat
     for v in a:
         assert a[v].final_test_accuracy == b[v].final_test_accuracy, v
         assert a[v].update_pulses == b[v].update_pulses, v
+    # the workers' epoch lines reach the parent's log (printed above its one progress display)
+    logs: list[str] = []
+    reproduce.run_reproduction("mnist", tmp_path / "shown", jobs=2, log=logs.append, **{**kw, "progress": True})
+    for v in ("software", "nature2018", "2pcm"):
+        assert any(f"[mnist/{v}] epoch 2/2: test accuracy" in line for line in logs), (v, logs)
+        assert any(f"[mnist/{v}] final test accuracy" in line for line in logs), v
     with pytest.raises(ConfigError, match="--jobs"):
         reproduce.run_reproduction("mnist", tmp_path / "three", jobs=0, **kw)
