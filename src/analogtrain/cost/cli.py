@@ -82,6 +82,8 @@ def run(args: argparse.Namespace) -> int:
         params = params.for_chip(chip)
     report = estimate(sizes, params)
     text = format_report(report)
+    if not chip_preset:
+        text += "\n\n" + _simulated_chip_line(params)
     rows = None
     if getattr(args, "sensitivity", False):
         rows = sensitivity(params)
@@ -95,6 +97,21 @@ def run(args: argparse.Namespace) -> int:
     if plot_path:
         print(f"wrote {plot_comparison(report, plot_path)}")
     return 0
+
+
+def _simulated_chip_line(params) -> str:
+    """One line: the figure of merit of the chip the simulator trains (``nature2018``'s update
+    pulse train), beside the cost model's own (what the paper's figure assumes)."""
+    from ..presets import get_preset
+
+    chip = get_preset("nature2018").chip
+    fom = estimate([512, 512], params.for_chip(chip)).figure_of_merit
+    t = params.timing
+    return (f"The chip above updates in {t.update_pulse_slots} slots of {t.update_pulse_duration_ns:g} ns (the paper's "
+            f"figure); the simulated nature2018 chip updates in {chip.update.pulse_train_length} slots of "
+            f"{chip.capacitor.pulse_width_ns:g} ns ({1e3 * chip.capacitor.step_at_reset_v:.2f} mV a pulse): "
+            f"{fom.gops_per_w:,.0f} GOP/s/W, {fom.tops_per_mm2:.2f} TOP/s/mm^2 "
+            "(analogtrain cost --chip nature2018 costs that chip throughout).")
 
 
 def run_stats_of(run: TrainingResult, chip: Any) -> dict[str, Any]:
