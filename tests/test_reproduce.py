@@ -16,7 +16,7 @@ import torch
 
 from analogtrain.errors import ConfigError, DataError, UserError
 from analogtrain.experiments import prepare, reproduce, settings
-from analogtrain.experiments.checks import paper_checks
+from analogtrain.experiments.checks import ed_fig2_reading, paper_checks
 from analogtrain.experiments.figures import (
     FIGURE_KINDS,
     figure_paths,
@@ -213,7 +213,23 @@ def test_paper_checks_say_what_is_and_is_not_reproduced():
     assert "not reproduced" in checks.values()
     # a smoke run never claims anything
     assert {c["verdict"] for c in paper_checks(good, quick=True)} == {"not evaluated"}
-    assert set(FIGURE_KINDS) == {"accuracy", "pulse_statistics", "state_histograms", "transfer_pulses", "weight_spread"}
+    assert set(FIGURE_KINDS) == {"accuracy", "pulse_statistics", "pulse_windows", "state_histograms",
+                                 "transfer_pulses", "weight_spread"}
+
+
+def test_the_papers_pulse_counts_are_placed_in_the_run_window_by_window():
+    """ED Fig. 2 gives one typical synapse over 16,000 images; the report says in which windows
+    of the run its total and its net fit (within a factor 3)."""
+    res = _result([0.9])
+    res.pulse_statistics_per_window = [
+        {"examples": 16_000 * (i + 1), "median_total": t, "median_abs_net": n, "layers": []}
+        for i, (t, n) in enumerate([(2500, 74), (1100, 32), (400, 20), (100, 10)])]
+    text = ed_fig2_reading(res, "2pcm+3t1c")
+    assert "the total fits 3 of 4 windows (examples 0-48,000)" in text
+    assert "the net fits 1 of 4 windows (examples 0-16,000)" in text
+    assert "both fit 1 of 4 windows (examples 0-16,000)" in text
+    res.pulse_statistics_per_window = []
+    assert ed_fig2_reading(res, "2pcm+3t1c") == "no pulse windows recorded"
 
 
 def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):

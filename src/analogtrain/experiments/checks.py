@@ -133,3 +133,47 @@ def paper_checks(entry: ExperimentResult, quick: bool = False) -> list[dict[str,
         else:
             add(claim, paper, "needs pulse windows of nature2018 and 2pcm", "not evaluated")
     return checks
+
+
+def pulse_windows(res: TrainingResult) -> list[dict[str, float]]:
+    """The run's ED Fig. 2 statistics window by window (two transfer intervals each, every layer
+    and chip pooled): ``examples`` at the window's end, ``median_total``, ``median_abs_net``."""
+    return [{"examples": float(w["examples"]), "median_total": float(w["median_total"]),
+             "median_abs_net": float(w["median_abs_net"])}
+            for w in res.pulse_statistics_per_window if w.get("median_total") is not None]
+
+
+def ed_fig2_reading(res: TrainingResult, kind: str) -> str:
+    """Which windows of the run the paper's ED Fig. 2 numbers fit (within a factor 3), for the
+    total and the net count separately and for both at once: the figure gives one typical
+    synapse over 16,000 images, not when in the run they were counted."""
+    ref = PAPER_PULSES.get(kind)
+    wins = pulse_windows(res)
+    if ref is None or not wins:
+        return "no pulse windows recorded"
+
+    def fits(value: float, target: float) -> bool:
+        return value > 0 and 1 / 3 <= value / target <= 3
+
+    span = wins[0]["examples"]  # the first window ends one window length into the run
+
+    def where(ok: list[bool]) -> str:
+        idx = [i for i, o in enumerate(ok) if o]
+        if not idx:
+            return "no window"
+        runs: list[list[int]] = []
+        for i in idx:
+            if runs and i == runs[-1][-1] + 1:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+        parts = [f"{wins[r[0]]['examples'] - span:,.0f}-{wins[r[-1]]['examples']:,.0f}" for r in runs]
+        return f"{len(idx)} of {len(wins)} windows (examples {', '.join(parts)})"
+
+    total = [fits(w["median_total"], ref["total"]) for w in wins]
+    net = [fits(w["median_abs_net"], ref["net"]) for w in wins]
+    both = [a and b for a, b in zip(total, net)]
+    first, last = wins[0], wins[-1]
+    return (f"first window {first['median_total']:.0f} total / {first['median_abs_net']:.0f} net, last "
+            f"{last['median_total']:.0f} / {last['median_abs_net']:.0f} (paper {ref['total']:g} / {ref['net']:g}); "
+            f"the total fits {where(total)}, the net fits {where(net)}, both fit {where(both)}")

@@ -28,8 +28,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from ..errors import OutputError  # noqa: E402
 from ..runs.results import ExperimentResult, TrainingResult  # noqa: E402
+from .checks import PAPER_PULSES, pulse_windows  # noqa: E402
 
-FIGURE_KINDS = ("accuracy", "pulse_statistics", "state_histograms", "transfer_pulses", "weight_spread")
+FIGURE_KINDS = ("accuracy", "pulse_statistics", "pulse_windows", "state_histograms", "transfer_pulses",
+                "weight_spread")
 
 
 COLORS = {
@@ -221,6 +223,42 @@ def plot_pulse_statistics(entry: ExperimentResult, out: Path, path: Path, quick:
 _QUANTITIES = (("g_plus_us", "G+ (uS)"), ("g_minus_us", "G- (uS)"), ("v_c_v", "V_C (V)"), ("weight", "weight"))
 
 
+def plot_pulse_windows(entry: ExperimentResult, path: Path, quick: bool = False) -> Path:
+    """ED Fig. 2 over the whole run: per window of two transfer intervals, the median total and
+    median |net| update pulses per tracked synapse (every layer and chip pooled), per analog
+    variant, with the paper's typical synapse as horizontal lines."""
+    fig, axes = plt.subplots(1, 2, figsize=(11.5, 4.2), dpi=110)
+    drawn = 0
+    for i, (name, res) in enumerate(entry.variants.items()):
+        wins = pulse_windows(res)
+        if not wins:
+            continue
+        x = [w["examples"] for w in wins]
+        color = _color(name, i)
+        for ax, key in zip(axes, ("median_total", "median_abs_net")):
+            ax.plot(x, [max(w[key], 0.5) for w in wins], color=color, lw=1.4, label=name)
+        ref = PAPER_PULSES.get(res.cell_kind)
+        if ref is not None:
+            axes[0].axhline(ref["total"], color=color, ls=":", lw=1)
+            axes[1].axhline(ref["net"], color=color, ls=":", lw=1)
+        drawn += 1
+    for ax, what in zip(axes, ("median total pulses", "median |net| pulses")):
+        ax.set_yscale("log")
+        ax.set_xlabel("examples (end of the window)")
+        ax.set_ylabel(f"{what} per synapse and window")
+        ax.grid(alpha=0.3, which="both")
+    if drawn:
+        axes[0].legend(fontsize=8)
+    else:
+        for ax in axes:
+            ax.text(0.5, 0.5, "no pulse windows in this run", ha="center", va="center", transform=ax.transAxes)
+    fig.suptitle(_title(entry, quick) + "\nupdate pulses per window of two transfer intervals; dotted: the paper's "
+                 "typical synapse (ED Fig. 2)", fontsize=9)
+    fig.tight_layout()
+    _save(fig, path)
+    return path
+
+
 def plot_state_histograms(entry: ExperimentResult, path: Path, quick: bool = False) -> Path:
     variants = entry.variants
     n_layers = max(1, len(entry.network) - 1)
@@ -339,6 +377,7 @@ def write_figures(entry: ExperimentResult, out: Path, quick: bool = False) -> di
     paths = figure_paths(out, entry.experiment)
     plot_accuracy(entry, paths["accuracy"], quick)
     plot_pulse_statistics(entry, out, paths["pulse_statistics"], quick)
+    plot_pulse_windows(entry, paths["pulse_windows"], quick)
     plot_state_histograms(entry, paths["state_histograms"], quick)
     plot_transfer_pulses(entry, paths["transfer_pulses"], quick)
     plot_weight_spread(entry, paths["weight_spread"], quick)

@@ -26,7 +26,14 @@ import numpy as np  # noqa: E402
 from ..runs.results import EpochRecord, ExperimentResult, RunResult, TrainingResult  # noqa: E402
 from ..runs.store import atomic_write  # noqa: E402
 from .analysis import paper_figure_of_merit, variant_cost  # noqa: E402
-from .checks import HELD, cell_kind, final_accuracy, paper_checks  # noqa: E402
+from .checks import (  # noqa: E402
+    HELD,
+    cell_kind,
+    ed_fig2_reading,
+    final_accuracy,
+    paper_checks,
+    pulse_windows,
+)
 from .figures import figure_paths, has_layer_stats, write_figures  # noqa: E402
 
 
@@ -172,6 +179,14 @@ def _experiment_md(entry: ExperimentResult, out: Path, quick: bool) -> list[str]
                      f"{pooled['median_abs_net']:.0f} | {pooled['p90_total']:.0f} | {pooled['p90_abs_net']:.0f} |")
     if not rows:
         L.append("| (no complete window in this run) | | | | | | |")
+    L.append("")
+    L += ["#### Over the whole run", "", f"![pulse windows]({rel['pulse_windows']})", "",
+          "The same statistics for every window of two transfer intervals from the start of training (every layer "
+          "and chip pooled). The figure in the paper gives one typical synapse over 16,000 images without saying "
+          "when in the run they were counted; where its numbers fit this run (within a factor 3):", ""]
+    for name, res in variants.items():
+        if pulse_windows(res):
+            L.append(f"* {name}: {ed_fig2_reading(res, cell_kind(res))}")
     L.append("")
 
     # transfers

@@ -38,6 +38,10 @@ FORMAT = "analogtrain-results"
 _FORMAT_V1 = "analogtrain-reproduce"
 
 
+#: training-result fields that version-1 files written before they existed lack, with what that meant
+_ADDED_LATER: dict[str, Any] = {"pulse_statistics_per_window": [], "saturated_updates": []}
+
+
 @dataclass
 class EpochRecord:
     """One epoch of a trainer run, every chip."""
@@ -133,6 +137,7 @@ class TrainingResult:
     def from_dict(cls, d: dict[str, Any]) -> TrainingResult:
         names = {f.name for f in dataclasses.fields(cls)} - {"history", "analysis"}
         derived = {"images_per_s", "final_test_accuracy", "final_test_accuracy_mean"}
+        d = {**_ADDED_LATER, **d}
         missing = sorted(n for n in names if n not in d and n not in ("variant", "dataset"))
         if missing:
             raise DataError(f"a training result lacks {', '.join(missing[:4])}; the file is not an analogtrain result")
