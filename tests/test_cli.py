@@ -31,6 +31,10 @@ def test_train_writes_json_and_png(tmp_path, capsys):
     assert "gap_points" in res.extra["summary"]
     assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
     assert "final test accuracy" in capsys.readouterr().out
+    # one report system: a train run renders as a reproduce run does
+    assert main(["report", str(out)]) == 0
+    text = (out / "report.md").read_text()
+    assert text.startswith("# analogtrain train: nature2018, software on digits") and "2 epochs" in text
 
 
 def test_train_costs_the_transfer_reads_it_simulated(tmp_path):

@@ -442,6 +442,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         wall_s=sum(r.wall_s for r in runs.values()),
         experiments={data.name: ExperimentResult(
             experiment=data.name, dataset=data.info(), network=list(main_run.network), variants=runs,
+            settings={"hidden": list(cfg.training.hidden), "epochs": cfg.training.epochs,
+                      "learning_rate": cfg.training.learning_rate,
+                      "transfer_interval_examples": cfg.chip.transfer.interval_examples,
+                      "reset_check_interval_examples": cfg.chip.pcm.reset_check_interval_examples},
             wall_s=sum(r.wall_s for r in runs.values()))},
     ).write(out)
     try:
@@ -519,15 +523,17 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _add_report(sub) -> None:
     p = sub.add_parser(
-        "report", help="re-render a reproduce run's report, or merge several runs into one report",
-        description="With one RUN_DIR (the --out of 'analogtrain reproduce'): re-render its report.md and figures "
+        "report", help="render a run's report (reproduce or train), or merge several runs into one report",
+        description="With one RUN_DIR (the --out of 'analogtrain reproduce' or 'analogtrain train'): render its "
+                    "report.md and figures "
                     "from results.json. With several: merge their variants (the same experiments, seed, network "
                     "and data; e.g. variants trained in parallel processes) into one report in --out.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
                "  analogtrain report runs/mnist\n"
                "  analogtrain report runs/mnist_software_nature2018 runs/mnist_ablations --out runs/mnist_all\n")
-    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="folders written by 'analogtrain reproduce'")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR",
+                   help="folders written by 'analogtrain reproduce' (or 'analogtrain train')")
     p.add_argument("--out", metavar="DIR", help="folder of the merged report (with several runs)")
     p.set_defaults(func=cmd_report)
 

@@ -312,7 +312,8 @@ def report_markdown(results: RunResult, out: Path) -> str:
     quick = results.quick
     exps = results.experiments
     env = results.environment
-    L = ["# Reproduction of Ambrogio et al., Nature 558, 60-67 (2018)", ""]
+    L = ["# Reproduction of Ambrogio et al., Nature 558, 60-67 (2018)" if results.command == "reproduce" else
+         f"# analogtrain {results.command}: {', '.join(results.variants)} on {results.experiment}", ""]
     if quick:
         L += ["> **SMOKE RUN (`--quick`)**: small subsets, few epochs, a short transfer interval and low-resolution "
               "CIFAR features; where a dataset was not on disk the embedded 8x8 digits stand in. The numbers show "
