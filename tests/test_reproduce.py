@@ -284,6 +284,11 @@ def test_runs_of_one_experiment_merge_into_one_report(tmp_path, monkeypatch, cap
     reproduce.run_reproduction("mnist", tmp_path / "a", chips=2, variants=["software", "nature2018"], **kw)
     reproduce.run_reproduction("mnist", tmp_path / "b", chips=1, variants=["software", "2pcm"], **kw)
     assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) == 0
+    # a merged report is a run too: not overwritten without --force
+    capsys.readouterr()
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")]) != 0
+    assert "--force" in capsys.readouterr().err
+    assert cli.main(["report", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m"), "--force"]) == 0
     merged = RunResult.read(tmp_path / "m")
     entry = merged.experiments["mnist"]
     assert list(entry.variants) == ["software", "nature2018", "2pcm"]

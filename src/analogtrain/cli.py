@@ -517,7 +517,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise ConfigError("merging runs needs --out DIR, a new folder for the merged report")
     from .experiments.merge import merge_runs
 
-    print(f"wrote {merge_runs(args.runs, args.out)}")
+    print(f"wrote {merge_runs(args.runs, args.out, force=args.force)}")
     return 0
 
 
@@ -535,6 +535,7 @@ def _add_report(sub) -> None:
     p.add_argument("runs", nargs="+", metavar="RUN_DIR",
                    help="folders written by 'analogtrain reproduce' (or 'analogtrain train')")
     p.add_argument("--out", metavar="DIR", help="folder of the merged report (with several runs)")
+    p.add_argument("--force", action="store_true", help="replace the merged run that --out already holds")
     p.set_defaults(func=cmd_report)
 
 

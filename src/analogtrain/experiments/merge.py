@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import DataError, OutputError
 from ..runs.results import ExperimentResult
+from ..runs.store import refuse_overwrite
 from . import checks, report
 
 #: what must agree between two runs of one experiment for their variants to share a report
@@ -42,14 +43,16 @@ def _differ(a: Any, b: Any, path: str = "") -> str | None:
     return None if a == b else path
 
 
-def merge_runs(runs: Sequence[str | Path], out: str | Path) -> Path:
-    """Merge the reproduce runs in ``runs`` into one report in ``out``; returns the report's path."""
+def merge_runs(runs: Sequence[str | Path], out: str | Path, force: bool = False) -> Path:
+    """Merge the reproduce runs in ``runs`` into one report in ``out``; returns the report's path.
+    A folder that already holds a run (a merged one too) is replaced only with ``force``."""
     dirs = [Path(r) for r in runs]
     if len(dirs) < 2:
         raise DataError("merging needs at least two run folders")
     out = Path(out)
     if any(out.resolve() == d.resolve() for d in dirs):
         raise OutputError(f"--out {out} is one of the runs being merged; choose a new folder")
+    refuse_overwrite(out, "results.json", "report", force)
     loaded = [(d, report.load_results(d)) for d in dirs]
     first_dir, first = loaded[0]
     for d, r in loaded[1:]:
