@@ -3,7 +3,7 @@
 Figures (matplotlib, Agg backend), per experiment ``E``, under ``figures/``:
 
 * ``E_accuracy.png``: test accuracy vs epoch per variant (mean over chips, min-max band), and
-  the gap to the software baseline in points;
+  the gap to the software baseline in points (chip - software);
 * ``E_pulse_statistics.png``: ED Fig. 2 of the paper: per tracked synapse, net vs total update
   pulses over the last complete window of two transfer intervals, for ``nature2018`` and ``2pcm``;
 * ``E_state_histograms.png``: G+, G-, V_C and weights at the end of training, per layer;
@@ -92,7 +92,7 @@ def plot_accuracy(entry: ExperimentResult, path: Path, quick: bool = False) -> P
         drawn += 1
         if sw and name != "software" and len(sw) == len(hist):
             swm = np.array([100 * h.test_accuracy_mean for h in sw])
-            gap = swm[:, None] - acc
+            gap = acc - swm[:, None]  # chip - software, as everywhere else
             ax2.plot(ep, gap.mean(axis=1), marker="o", ms=3, color=c, label=name)
             if acc.shape[1] > 1:
                 ax2.fill_between(ep, gap.min(axis=1), gap.max(axis=1), color=c, alpha=0.18, lw=0)
@@ -111,8 +111,8 @@ def plot_accuracy(entry: ExperimentResult, path: Path, quick: bool = False) -> P
             a.xaxis.set_major_locator(MaxNLocator(10, integer=True))
     ax2.axhline(0, color="black", lw=0.8)
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("software - variant (points)")
-    ax2.set_title("gap to the software baseline", fontsize=10)
+    ax2.set_ylabel("chip - software (points)")
+    ax2.set_title("gap to the software baseline (negative: below software)", fontsize=10)
     ax2.grid(alpha=0.3)
     if ax2.lines[1:]:
         ax2.legend(fontsize=8)
