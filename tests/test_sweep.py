@@ -151,8 +151,38 @@ def test_a_second_ray_node_takes_points(tmp_path):
     finally:
         ray.shutdown()
         os.environ.pop("RAY_AUTH_MODE", None)
-        subprocess.run([exe, "stop", "--force"], env=env, capture_output=True, timeout=120)
-        time.sleep(1)
+        _stop_cluster(port)  # this cluster only: 'ray stop' would stop every Ray on the machine
+
+
+def _cmdlines() -> dict[int, str]:
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                out[int(d.name)] = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                pass
+    return out
+
+
+def _stop_cluster(port: int) -> None:
+    """Stop the processes of the cluster whose head listens on ``port`` (its GCS, raylets and
+    agents, found by the port or by the cluster's session folder); their workers exit with them."""
+    import re
+    import signal
+
+    procs = _cmdlines()
+    mine = [pid for pid, cmd in procs.items() if f"gcs_server_port={port}" in cmd or f"127.0.0.1:{port}" in cmd]
+    sessions = {m for pid in mine for m in re.findall(r"--session[-_]dir=(\S+)", procs[pid])}
+    pids = {pid for pid, cmd in procs.items() if pid in mine or any(s in cmd for s in sessions)}
+    pids.discard(os.getpid())
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+        time.sleep(2)
 
 
 def test_cli_runs_the_smoke_example_then_resumes_with_nothing_to_do(tmp_path, local_ray, capsys):

@@ -52,7 +52,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, force: bool = False)
     out = Path(out)
     if any(out.resolve() == d.resolve() for d in dirs):
         raise OutputError(f"--out {out} is one of the runs being merged; choose a new folder")
-    refuse_overwrite(out, "results.json", "report", force)
+    refuse_overwrite(out, "results.json", "report", force, resumable=False)
     loaded = [(d, report.load_results(d)) for d in dirs]
     first_dir, first = loaded[0]
     for d, r in loaded[1:]:

@@ -41,11 +41,13 @@ def prepare_output_dir(out: str | Path) -> Path:
     return path
 
 
-def refuse_overwrite(out: Path, marker: str, command: str, force: bool) -> None:
-    """Raise a one-line :class:`OutputError` when ``out`` already holds a run and ``force`` is off."""
+def refuse_overwrite(out: Path, marker: str, command: str, force: bool, resumable: bool = True) -> None:
+    """Raise a one-line :class:`OutputError` when ``out`` already holds a run and ``force`` is off
+    (``resumable``: the command can continue that run with ``--resume``, and the message says so)."""
     if (out / marker).exists() and not force:
-        raise OutputError(f"{out} already holds an analogtrain {command} run; continue it with --resume, "
-                          f"replace it with --force, or choose another --out")
+        resume = "continue it with --resume, " if resumable else ""
+        raise OutputError(f"{out} already holds an analogtrain {command} run; {resume}replace it with --force, "
+                          "or choose another --out")
 
 
 def require_resumable(out: Path, marker: str, command: str) -> None:
