@@ -445,8 +445,13 @@ def load_results(run: str | Path) -> RunResult:
 
 
 def render(out: str | Path) -> Path:
-    """Re-render the report of a finished (or partial) run folder from its results.json."""
-    return write_report(load_results(out), Path(out))
+    """Re-render the report of a finished (or partial) run folder from its results.json, with the
+    checks against the paper as this version makes them (results.json is left as the run wrote it)."""
+    results = load_results(out)
+    for entry in results.experiments.values():
+        if entry.variants:
+            entry.checks = paper_checks(entry, results.quick)
+    return write_report(results, Path(out))
 
 
 if __name__ == "__main__":  # pragma: no cover
