@@ -183,6 +183,9 @@ def _stop_cluster(port: int) -> None:
             except OSError:
                 pass
         time.sleep(2)
+    current = Path("/tmp/ray/ray_current_cluster")  # what 'ray start' leaves for ray.init() to find
+    if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+        current.unlink()
 
 
 def test_cli_runs_the_smoke_example_then_resumes_with_nothing_to_do(tmp_path, local_ray, capsys):

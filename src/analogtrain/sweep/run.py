@@ -32,7 +32,8 @@ def _init_ray(address: str | None, max_parallel: int | None) -> None:
     kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
     if address:
         kw["address"] = address
-    else:
+    else:  # a cluster of its own: never attach to another cluster a 'ray start' left on this machine
+        kw["address"] = "local"
         kw["num_cpus"] = max_parallel or os.cpu_count() or 1
     # the workers must import this package from the same source tree as the driver
     src = str(Path(__file__).resolve().parents[2])
