@@ -74,14 +74,14 @@ def test_top_level_cli_shows_the_papers_figure_and_the_simulated_chips(capsys):
     """`analogtrain cost` gives the figure of merit with the cost model's own update (the paper's
     4 slots of 25 ns) and, beside it, that of the update train the simulated nature2018 chip uses."""
     from analogtrain.cli import main
-    from analogtrain.cost.model import estimate
+    from analogtrain.cost.model import figure_of_merit
     from analogtrain.cost.params import load_cost_params
     from analogtrain.presets import get_preset
 
     assert main(["cost", "--network", "528-250-125-10"]) == 0
     out = capsys.readouterr().out
     assert "GOP/s/W" in out
-    fom = estimate([512, 512], load_cost_params("nature2018").for_chip(get_preset("nature2018").chip)).figure_of_merit
+    fom = figure_of_merit(load_cost_params("nature2018").for_chip(get_preset("nature2018").chip))
     assert "the simulated nature2018 chip updates in 31 slots of 10 ns (2.50 mV a pulse)" in out
     assert f"{fom.gops_per_w:,.0f} GOP/s/W, {fom.tops_per_mm2:.2f} TOP/s/mm^2" in out
 

@@ -10,8 +10,8 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .model import CostReport, estimate, parse_layer_sizes
-from .params import COST_PRESETS, CostParams, load_cost_params
+from .model import CostReport, estimate, figure_of_merit, parse_layer_sizes
+from .params import COST_PRESETS, CostParams, chip_cost_params, load_cost_params
 from .report import (
     format_report,
     format_run,
@@ -24,7 +24,7 @@ from .report import (
 if TYPE_CHECKING:
     from ..runs.results import TrainingResult
 
-__all__ = ["add_parser", "run", "format_run_cost", "run_cost", "run_stats_of"]
+__all__ = ["add_parser", "run", "format_run_cost", "run_cost", "run_stats_of", "training_cost"]
 
 DEFAULT_NETWORK = "528-250-125-10"
 
@@ -105,7 +105,7 @@ def _simulated_chip_line(params) -> str:
     from ..presets import get_preset
 
     chip = get_preset("nature2018").chip
-    fom = estimate([512, 512], params.for_chip(chip)).figure_of_merit
+    fom = figure_of_merit(params.for_chip(chip))
     t = params.timing
     return (f"The chip above updates in {t.update_pulse_slots} slots of {t.update_pulse_duration_ns:g} ns (the paper's "
             f"figure); the simulated nature2018 chip updates in {chip.update.pulse_train_length} slots of "
@@ -126,6 +126,28 @@ def run_stats_of(run: TrainingResult, chip: Any) -> dict[str, Any]:
         "transfer_tuning_pulses": [p / chips for p in run.transfer_tuning_pulses],
         "cells": run.cells_per_layer,
         "transfer_interval_examples": chip.transfer.interval_examples,
+    }
+
+
+def training_cost(run: TrainingResult, chip: Any) -> dict[str, Any] | None:
+    """What a training run (``chip`` its ``ChipConfig``) would have cost on the chip, per training
+    image, with the update pulse train it simulated and the pulses it fired; and the figure of
+    merit (one full array) of that update train.  None where the cost model does not describe the
+    cell (software, the 2-PCM cell) or the run trained nothing."""
+    params = chip_cost_params(chip)
+    if params is None or not run.examples:
+        return None
+    report = estimate(run.network, params, run_stats=run_stats_of(run, chip))
+    cost, fom = report.run, report.figure_of_merit
+    assert cost is not None
+    return {
+        "update_slots": int(chip.update.pulse_train_length),
+        "update_pulse_ns": float(chip.capacitor.pulse_width_ns),
+        "energy_per_image_j": cost.energy_j / cost.examples,
+        "chip_time_per_image_s": cost.time_s / cost.examples,
+        "run_gops_per_w": cost.gops_per_w,
+        "fom_gops_per_w": fom.gops_per_w,
+        "fom_tops_per_mm2": fom.tops_per_mm2,
     }
 
 

@@ -125,45 +125,29 @@ def measure_chip_batching(variant: str, settings: Settings, data: Dataset, chips
 
 
 def variant_cost(res: TrainingResult) -> dict[str, Any] | None:
-    """What a variant's run would have cost on the chip (the cost model, docs/cost_model.md):
-    energy and chip time per training image with the update pulse train the variant simulated
-    and the pulses it fired, and the figure of merit (one full array) of that update train.
-    None for a variant the cost model does not describe (software, the 2-PCM cell) or whose
-    config this version cannot read."""
+    """What a variant's run would have cost on the chip (:func:`analogtrain.cost.cli.training_cost`,
+    docs/cost_model.md), or None for a variant the cost model does not describe (software, the
+    2-PCM cell) or whose config this version cannot read."""
     from ..config import ExperimentConfig
-    from ..cost.cli import run_stats_of
-    from ..cost.model import estimate
-    from ..cost.params import chip_cost_params
+    from ..cost.cli import training_cost
     from ..errors import ConfigError
 
     try:
         chip = ExperimentConfig.from_dict(res.config).chip
     except (ConfigError, TypeError, KeyError):
         return None
-    params = chip_cost_params(chip)
-    if params is None or not res.examples:
-        return None
-    report = estimate(res.network, params, run_stats=run_stats_of(res, chip))
-    run, fom = report.run, report.figure_of_merit
-    return {
-        "update_slots": int(chip.update.pulse_train_length),
-        "update_pulse_ns": float(chip.capacitor.pulse_width_ns),
-        "energy_per_image_j": run.energy_j / run.examples,
-        "chip_time_per_image_s": run.time_s / run.examples,
-        "run_gops_per_w": run.gops_per_w,
-        "fom_gops_per_w": fom.gops_per_w,
-        "fom_tops_per_mm2": fom.tops_per_mm2,
-    }
+    return training_cost(res, chip)
 
 
 def paper_figure_of_merit() -> dict[str, float]:
     """The cost model's figure of merit with its own parameters (a 4-slot, 25 ns update, as
     the paper's 28,065 GOP/s/W and 3.6 TOP/s/mm^2 assume), next to the paper's numbers."""
-    from ..cost.model import estimate
+    from ..cost.model import figure_of_merit
     from ..cost.params import load_cost_params
 
-    fom = estimate([512, 512], load_cost_params("nature2018")).figure_of_merit
+    params = load_cost_params("nature2018")
+    fom = figure_of_merit(params)
     return {"gops_per_w": fom.gops_per_w, "tops_per_mm2": fom.tops_per_mm2,
             "paper_gops_per_w": fom.paper_gops_per_w, "paper_tops_per_mm2": fom.paper_tops_per_mm2,
-            "update_slots": load_cost_params("nature2018").timing.update_pulse_slots,
-            "update_pulse_ns": load_cost_params("nature2018").timing.update_pulse_duration_ns}
+            "update_slots": params.timing.update_pulse_slots,
+            "update_pulse_ns": params.timing.update_pulse_duration_ns}

@@ -59,15 +59,10 @@ def point_config(spec: dict[str, Any], point: dict[str, Any]):
 def chip_cost(cfg, result: TrainingResult) -> dict[str, float | None]:
     """Energy and chip time per training image of the run, from the cost model (None where the
     cost model does not describe the cell)."""
-    from ..cost.cli import run_stats_of
-    from ..cost.model import estimate
-    from ..cost.params import chip_cost_params
+    from ..cost.cli import training_cost
 
-    params = chip_cost_params(cfg.chip)
-    if params is None or not result.examples:
-        return {"energy_per_image_j": None, "chip_time_per_image_s": None}
-    run = estimate(result.network, params, run_stats=run_stats_of(result, cfg.chip)).run
-    return {"energy_per_image_j": run.energy_j / run.examples, "chip_time_per_image_s": run.time_s / run.examples}
+    cost = training_cost(result, cfg.chip) or {}
+    return {key: cost.get(key) for key in ("energy_per_image_j", "chip_time_per_image_s")}
 
 
 def train_point(spec: dict[str, Any], point: dict[str, Any], out: str,
