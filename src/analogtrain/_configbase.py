@@ -246,3 +246,18 @@ def suggest_key(typed: str, cls: type) -> str | None:
             best, score = leaf, sc
     return best if score >= 0.8 else None
 
+
+def first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The first dotted key path where two nested dicts of plain values differ (a key on one
+    side only counts as a difference), ``path`` itself ('' at the top) when two values differ,
+    or None when they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b), key=str):
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in a or k not in b:
+                return sub
+            d = first_difference(a[k], b[k], sub)
+            if d is not None:
+                return d
+        return None
+    return None if a == b else path

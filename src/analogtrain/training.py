@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from ._configbase import first_difference
 from .config import ExperimentConfig
 from .errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
 from .network import build_mlp
@@ -457,9 +458,10 @@ class Trainer:
         left as it was); returns the checkpoint's ``extra``."""
         ck = path if isinstance(path, Checkpoint) else read_checkpoint(path)
         # the saved config as this version reads it: a setting added since then takes its default
-        diff = _first_difference(_config_of(ck).to_dict(), self.config.to_dict())
+        diff = first_difference(_config_of(ck).to_dict(), self.config.to_dict())
         if diff is not None:
-            raise CheckpointError(f"checkpoint {ck.path} was written with another config (they differ at {diff})")
+            raise CheckpointError(f"checkpoint {ck.path} was written with another config (they differ at "
+                                  f"{diff or '(top level)'})")
         data = ck.state["data"]
         if data.get("sha256") != self.data_fingerprint():
             raise CheckpointError(f"checkpoint {ck.path} was trained on other data ({data.get('n_train')} train / "
@@ -593,20 +595,6 @@ def _config_of(ck: Checkpoint) -> ExperimentConfig:
         return ExperimentConfig.from_dict(ck.config)
     except ConfigError as exc:
         raise CheckpointError(f"checkpoint {ck.path} holds an invalid config: {exc}") from None
-
-
-def _first_difference(a: Any, b: Any, path: str = "") -> str | None:
-    """The first dotted key where two nested dicts differ (None when equal)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b), key=str):
-            sub = f"{path}.{k}" if path else str(k)
-            if k not in a or k not in b:
-                return sub
-            d = _first_difference(a[k], b[k], sub)
-            if d is not None:
-                return d
-        return None
-    return None if a == b else (path or "(top level)")
 
 
 def train(config: ExperimentConfig | str, data, epochs: int | None = None, seed: int | None = None,

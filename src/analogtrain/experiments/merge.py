@@ -20,8 +20,8 @@ import dataclasses
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from .._configbase import first_difference
 from ..errors import DataError, OutputError
 from ..runs.results import ExperimentResult
 from ..runs.store import refuse_overwrite
@@ -30,17 +30,6 @@ from . import checks, report
 #: what must agree between two runs of one experiment for their variants to share a report
 _SAME_SETTINGS = ("settings", "network")
 _SAME_DATA = ("name", "n_train", "n_test", "n_inputs", "n_classes")
-
-
-def _differ(a: Any, b: Any, path: str = "") -> str | None:
-    """The first key path where two JSON values differ ('' if the values themselves), or None."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
-            d = _differ(a.get(k), b.get(k), f"{path}.{k}" if path else k)
-            if d is not None:
-                return d
-        return None
-    return None if a == b else path
 
 
 def merge_runs(runs: Sequence[str | Path], out: str | Path, force: bool = False) -> Path:
@@ -75,7 +64,7 @@ def merge_runs(runs: Sequence[str | Path], out: str | Path, force: bool = False)
             else:
                 ref_dir = first_run[name]
                 for key in _SAME_SETTINGS:
-                    diff = _differ(getattr(entry, key), getattr(merged, key))
+                    diff = first_difference(getattr(entry, key), getattr(merged, key))
                     if diff is not None:
                         raise DataError(f"{d} and {ref_dir} trained {name} with different {key} "
                                         f"({diff or key} differs); their variants cannot share a report")
