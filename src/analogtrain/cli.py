@@ -329,7 +329,7 @@ def _read_resume(folder: Path) -> dict[str, Any]:
 def _write_resume(out: Path, rec: dict[str, Any]) -> None:
     from .runs.store import write_json
 
-    finished = {k: v.to_dict() if hasattr(v, "to_dict") else v for k, v in rec["finished"].items()}
+    finished = {k: v.to_dict() for k, v in rec["finished"].items()}  # TrainingResults
     write_json(out / RESUME_FILE, {**rec, "finished": finished})
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OutputError, UserError
+from ..runs.store import refuse_overwrite, require_resumable, write_json
 from .point import read_result, train_point
 from .spec import SweepSpec, load_spec
 
@@ -47,8 +48,6 @@ def _init_ray(address: str | None, max_parallel: int | None) -> None:
 
 
 def _prepare(spec: SweepSpec, out: Path, resume: bool, force: bool) -> None:
-    from ..runs.store import refuse_overwrite, require_resumable
-
     marker = out / SPEC_FILE
     if resume:
         require_resumable(out, SPEC_FILE, "sweep")
@@ -67,9 +66,9 @@ def _prepare(spec: SweepSpec, out: Path, resume: bool, force: bool) -> None:
                 shutil.rmtree(d)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps({"spec": spec.to_dict()}, indent=1), encoding="utf-8")
     except OSError as exc:
         raise OutputError(f"cannot write into {out}: {exc.strerror or exc}; choose another --out") from None
+    write_json(marker, {"spec": spec.to_dict()})
 
 
 def _spec_for_workers(spec: SweepSpec) -> dict[str, Any]:
@@ -182,8 +181,6 @@ def _run_asha(spec: SweepSpec, worker_spec: dict[str, Any], todo: list[dict[str,
                    "energy_per_image_j": None, "chip_time_per_image_s": None}
             acc = (r.metrics or {}).get("accuracy")
             res["final_accuracy_mean"] = acc
-            from ..runs.store import write_json
-
             write_json(out / point["id"] / "result.json", res)
         results[point["id"]] = res
         bar.update(1)

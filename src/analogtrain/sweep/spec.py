@@ -127,8 +127,9 @@ class SweepSpec:
         out: list[Point] = []
         for p in self.presets:
             seen: set[str] = set()
+            digital = _is_digital(p)  # the chip's parameters do not reach the software baseline
             for c in combos:
-                if _is_digital(p):  # the chip's parameters do not reach the software baseline: one point
+                if digital:
                     c = {k: v for k, v in c.items() if not k.startswith("chip.")}
                 for s in self.seeds:
                     point = Point(p, c, s)
