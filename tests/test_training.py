@@ -51,6 +51,32 @@ def test_chips_are_independent_draws_of_the_same_run(digits):
     assert len(res.final_test_accuracy) == 3
 
 
+def _chip_state(tr: Trainer, chip: int) -> list[torch.Tensor]:
+    out = []
+    for layer in tr.mlp.layers:
+        out += [t[chip] for t in layer.cells.state_dict().values() if t.dim() > 0 and t.shape[0] == tr.mlp.chips]
+        out += [layer.update_pulses[chip], layer.tracked_total[chip]]
+    return out
+
+
+@pytest.mark.parametrize(("preset", "compile"), [("nature2018", "off"), ("nature2018-held-reference", "off"),
+                                                 ("2pcm", "off"), ("nature2018", "on")])
+def test_a_chip_trains_the_same_alone_or_beside_others(digits, preset, compile):
+    """Every chip draws from its own random stream (fabrication, programming, reads, pulse trains),
+    so the first chips of a batch train bit for bit as a run of those chips alone."""
+    data = digits.subset(300, 60)
+    kw = dict(epochs=2, learning_rate=0.2, compile=compile)
+    alone = _trainer(preset, data, chips=1, **kw)
+    pair = _trainer(preset, data, chips=2, **kw)
+    three = _trainer(preset, data, chips=3, **kw)
+    ra, rp, r3 = (t.train(progress=False) for t in (alone, pair, three))
+    assert r3.final_test_accuracy[:2] == rp.final_test_accuracy and rp.final_test_accuracy[:1] == ra.final_test_accuracy
+    for c, small in ((0, alone), (0, pair), (1, pair)):
+        for a, b in zip(_chip_state(small, c), _chip_state(three, c)):
+            assert torch.equal(a, b)
+    assert not torch.equal(three.mlp.layers[0].cells.g_plus[0], three.mlp.layers[0].cells.g_plus[2])
+
+
 def test_software_baseline_is_plain_sgd(digits):
     """The digital array is exactly W += eta * delta x^T with delta = onehot - softmax."""
     tr = _trainer("software", digits, epochs=1, learning_rate=0.1)

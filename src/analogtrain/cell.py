@@ -33,6 +33,7 @@ import torch
 from .config import ChipConfig
 from .devices import Capacitor3T1C, PCMDevice
 from .interface import TransferStats, register_cell
+from .noise import randn
 
 #: version of the named state of the cells (state_dict); bumped when names or meanings change
 CELL_STATE_VERSION = 1
@@ -67,9 +68,7 @@ class _PCMPair:
 
     def _draw_nu(self, shape) -> torch.Tensor:
         p = self.cfg.pcm
-        nu = p.drift_nu + p.drift_nu_sigma * torch.randn(
-            shape, generator=self.generator, device=self.g_plus.device, dtype=self.g_plus.dtype
-        )
+        nu = p.drift_nu + p.drift_nu_sigma * randn(shape, self.generator, self.g_plus.device, self.g_plus.dtype)
         return nu.clamp_(min=0.0)
 
     def drift_factors(self) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -93,24 +92,27 @@ class _PCMPair:
         sp, sm = self.pcm.read_sigma_us(gp), self.pcm.read_sigma_us(gm)
         torch.add(sp * sp, sm * sm, out=self.read_var_us2).mul_(f * f)
 
-    def read_pcm_weight_us(self, cols: torch.Tensor | None = None) -> torch.Tensor:
+    def read_pcm_weight_us(self, cols: torch.Tensor | None = None, chips: list[bool] | None = None) -> torch.Tensor:
         """A noisy read of F (G+ - G-), for the given columns (all if None), as the transfer reads it
-        (each device's read the mean of ``chip.transfer.reads_averaged`` reads)."""
+        (each device's read the mean of ``chip.transfer.reads_averaged`` reads); ``chips``: of the
+        flagged chips only (the others' reads are noiseless)."""
         gp, gm = self.effective_conductances()
         if cols is not None:
             gp, gm = gp[:, :, cols], gm[:, :, cols]
         n = self.cfg.transfer.reads_averaged
-        return self.cfg.cell.gain_f * (self.pcm.read(gp, self.generator, n) - self.pcm.read(gm, self.generator, n))
+        return self.cfg.cell.gain_f * (self.pcm.read(gp, self.generator, n, chips)
+                                       - self.pcm.read(gm, self.generator, n, chips))
 
-    def _tune_pair(self, target_w_us: torch.Tensor):
-        """RESET both devices and tune the one on the target's side so F(G+ - G-) ~ target."""
+    def _tune_pair(self, target_w_us: torch.Tensor, chips: list[bool] | None = None):
+        """RESET both devices and tune the one on the target's side so F(G+ - G-) ~ target
+        (``chips``: only the flagged chips' pairs)."""
         p = self.cfg.pcm
         t = self.cfg.transfer
         target_g = target_w_us / self.cfg.cell.gain_f
         plus = self.pcm.tune(p.g_reset_us + target_g.clamp(min=0), t.tolerance_us, t.max_iterations, self.generator,
-                             t.reads_averaged)
+                             t.reads_averaged, chips)
         minus = self.pcm.tune(p.g_reset_us + (-target_g).clamp(min=0), t.tolerance_us, t.max_iterations,
-                              self.generator, t.reads_averaged)
+                              self.generator, t.reads_averaged, chips)
         pulses = (plus.pulses + minus.pulses).to(torch.int64)
         unconverged = (~plus.converged).to(torch.int64) + (~minus.converged).to(torch.int64)
         return plus.conductance_us, minus.conductance_us, pulses, unconverged
@@ -146,12 +148,14 @@ class _PCMPair:
                 self.nu_minus[:, :, cols] = self._draw_nu(sub)
         return self._stats(pulses, unconverged, int(target_w_us.shape[2]), int(target_w_us[0].numel()))
 
-    def program_pair_masked(self, target_w_us: torch.Tensor, mask: torch.Tensor) -> TransferStats:
+    def program_pair_masked(self, target_w_us: torch.Tensor, mask: torch.Tensor,
+                            chips: list[bool] | None = None) -> TransferStats:
         """Program only the pairs in ``mask`` (full-shape bool); the others keep their devices.
+        ``chips``: the chips with a pair in ``mask`` (only they tune).
 
         Drift bookkeeping stays per column, so a refreshed pair keeps its column's age.
         """
-        gp, gm, pulses, unconverged = self._tune_pair(target_w_us)
+        gp, gm, pulses, unconverged = self._tune_pair(target_w_us, chips)
         self.g_plus.copy_(torch.where(mask, gp, self.g_plus))
         self.g_minus.copy_(torch.where(mask, gm, self.g_minus))
         m = mask.to(torch.int64)
@@ -609,9 +613,10 @@ class PCMPairCells(_PCMPair):
     def occasional_reset(self) -> TransferStats:
         """RESET-and-reprogram every saturated pair to the weight it presented (read)."""
         mask = self.saturated()
-        if not bool(mask.any()):
+        chips = mask.flatten(1).any(dim=1).tolist()
+        if not any(chips):
             return TransferStats()
-        stats = self.program_pair_masked(self.read_pcm_weight_us(), mask)
+        stats = self.program_pair_masked(self.read_pcm_weight_us(chips=chips), mask, chips)
         self.refresh_pcm()
         return stats
 

@@ -16,7 +16,7 @@ import torch
 
 from .config import ExperimentConfig
 from .crossbar import AnalogCrossbar, DigitalCrossbar
-from .noise import BufferNoise, draw_words
+from .noise import BufferNoise, ChipStreams, Streams, randn, words
 
 Layer = AnalogCrossbar | DigitalCrossbar
 
@@ -60,7 +60,7 @@ def init_weights(sizes: Sequence[int], chips: int, seed: int, dtype=torch.float3
 
 
 class MLP:
-    def __init__(self, layers: list[Layer], activation: str = "sigmoid", generator: torch.Generator | None = None):
+    def __init__(self, layers: list[Layer], activation: str = "sigmoid", generator: Streams = None):
         self.layers = layers
         self.activation_name = activation
         self._act, self._dact = _activation(activation)
@@ -135,7 +135,7 @@ class MLP:
         """One SGD step on one example ``x`` [n_in] (the same for all chips).
 
         Returns the predicted class per chip (before the update).  The random numbers of the
-        whole step are drawn first, in two calls, so the step itself is pure tensor work.
+        whole step are drawn first, per chip, so the step itself is pure tensor work.
         """
         first = self.layers[0]
         xa = first.input_(x.view(1, 1, -1).expand(self.chips, 1, -1))
@@ -146,9 +146,9 @@ class MLP:
             u, z = layer.noise_demand(k if i == 0 else layer.rows, backward=i > 0)
             n_u += u
             n_z += z
-        dev, dt = xa.device, xa.dtype
-        u_buf = draw_words(n_u, self.generator, dev) if n_u else None
-        z_buf = torch.randn(n_z, generator=self.generator, device=dev, dtype=dt) if n_z else None
+        dev, dt, c = xa.device, xa.dtype, self.chips
+        u_buf = words((c, n_u // c), self.generator, dev) if n_u else None  # [chips, words per chip]
+        z_buf = randn((c, n_z // c), self.generator, dev, dt) if n_z else None
         if not isinstance(label, torch.Tensor):
             label = torch.tensor(label, device=dev)
         if self._compiled_step is not None:
@@ -158,9 +158,9 @@ class MLP:
             if rows is not None and rows.shape[0] > 1:
                 torch._dynamo.maybe_mark_dynamic(rows, 0)
             if u_buf is not None:
-                torch._dynamo.maybe_mark_dynamic(u_buf, 0)
+                torch._dynamo.maybe_mark_dynamic(u_buf, 1)
             if z_buf is not None:
-                torch._dynamo.maybe_mark_dynamic(z_buf, 0)
+                torch._dynamo.maybe_mark_dynamic(z_buf, 1)
         pred = (self._compiled_step or self._step)(xa, rows, label, u_buf, z_buf)
         for layer in self.layers:
             layer.after_update()
@@ -254,7 +254,7 @@ class MLP:
             head = f"layers.{i}."
             layer.load_state_dict({k[len(head):]: v for k, v in state.items() if k.startswith(head)})
         if self.generator is not None:
-            self.generator.set_state(state["generator"].cpu())  # a generator's state is a CPU byte tensor
+            self.generator.set_state(state["generator"].cpu())  # generator states are CPU byte tensors
 
 
 def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="cpu") -> tuple[MLP, list]:
@@ -262,7 +262,7 @@ def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="c
     t = config.training
     sizes = [n_inputs, *t.hidden, n_classes]
     weights = init_weights(sizes, t.chips, t.seed)
-    gen = torch.Generator(device=device).manual_seed(t.seed * 7_919 + 17)
+    gen = ChipStreams.seeded(t.seed, range(t.chips), device)  # one stream per chip (analogtrain.noise)
     layers: list[Layer] = []
     stats = []
     for li, (n_in, n_out, w) in enumerate(zip(sizes[:-1], sizes[1:], weights)):

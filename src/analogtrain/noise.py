@@ -4,12 +4,21 @@ Every stochastic piece of the hot loop (read noise, output noise, the random pul
 the stochastic update, the cycle-to-cycle noise of partial-SET pulses) asks a noise source
 for a tensor of a given shape.  Two sources give the same interface:
 
-* :class:`GeneratorNoise` draws each tensor when asked, from a ``torch.Generator``;
-* :class:`BufferNoise` hands out consecutive pieces of two flat buffers (random words and
-  standard normals) drawn beforehand.  A training step draws its buffers in two calls, outside
-  any compiled region, so the step itself is a pure tensor function that ``torch.compile``
-  can fuse, and the generator alone still fixes every result (same seed, same run; a resumed
-  run continues the same stream).
+* :class:`GeneratorNoise` draws each tensor when asked, from a ``torch.Generator`` or from
+  :class:`ChipStreams`;
+* :class:`BufferNoise` hands out consecutive pieces of two buffers per chip (random words and
+  standard normals) drawn beforehand.  A training step draws its buffers outside any compiled
+  region, so the step itself is a pure tensor function that ``torch.compile`` can fuse, and the
+  streams alone still fix every result (same seed, same run; a resumed run continues the same
+  streams).
+
+One stream per chip.  The chips of a run are independent copies of the chip, and
+:class:`ChipStreams` gives each its own generator: every random number a chip uses (its
+fabrication draws, its programming and read noise, its pulse trains) comes from its own
+stream, and a draw that only some chips need (a closed-loop tuning step of a chip whose devices
+have not all converged) is drawn from those chips' streams only.  So a chip trains the same,
+bit for bit, whether it trains alone or beside others.  Tensors drawn from chip streams have
+the chips as their first dimension.
 
 Random words.  The pulse trains of the stochastic update need one Bernoulli draw per slot
 (tens of thousands per example).  Like a hardware stochastic-pulse generator, which compares
@@ -23,6 +32,7 @@ uniforms, which was a tenth of a compiled training step.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -48,21 +58,85 @@ def fires(words: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
     return words.lt(p * (2 * _HALF) - (_HALF + 0.5))
 
 
-class GeneratorNoise:
-    """Draws on demand from ``generator``."""
+class ChipStreams:
+    """One random stream (a ``torch.Generator``) per chip; see the module docstring.
 
-    def __init__(self, generator: torch.Generator | None, device: torch.device | str, dtype: torch.dtype):
+    ``get_state``/``set_state`` save and restore every stream at once (a ``[chips, n]`` byte
+    tensor), as a ``torch.Generator``'s do for one.
+    """
+
+    def __init__(self, seeds: Sequence[int], device: torch.device | str = "cpu"):
+        if not seeds:
+            raise ValueError("ChipStreams needs at least one chip")
+        self.device = torch.device(device)
+        self.seeds = [int(s) for s in seeds]
+        self.generators = [torch.Generator(device=self.device).manual_seed(s) for s in self.seeds]
+
+    @classmethod
+    def seeded(cls, seed: int, chips: Sequence[int], device: torch.device | str = "cpu") -> "ChipStreams":
+        """The streams of chips ``chips`` (their indices) of a run with seed ``seed``: chip c's stream
+        depends on (seed, c) only."""
+        return cls([seed * 7_919 + 17 + 1_000_003 * int(c) for c in chips], device)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def get_state(self) -> torch.Tensor:
+        return torch.stack([g.get_state() for g in self.generators])
+
+    def set_state(self, state: torch.Tensor) -> None:
+        if state.dim() != 2 or state.shape[0] != len(self.generators):
+            raise ValueError(f"random state for {state.shape[0] if state.dim() == 2 else 1} chip stream(s), "
+                             f"this network has {len(self.generators)}")
+        for g, s in zip(self.generators, state):
+            g.set_state(s.clone())  # a row of its own: set_state reads the storage from its start
+
+
+Streams = torch.Generator | ChipStreams | None
+
+
+def randn(shape: Sequence[int], generator: Streams, device, dtype: torch.dtype,
+          chips: Sequence[bool] | None = None) -> torch.Tensor:
+    """Standard normals of ``shape``.  From :class:`ChipStreams`, chip c's slice ``[c]`` comes from
+    chip c's stream; with ``chips`` (one flag per chip) only the flagged chips draw and the others'
+    slices are zero.  From a ``torch.Generator`` (or None: torch's default), one draw."""
+    if not isinstance(generator, ChipStreams):
+        return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
+    if shape[0] != len(generator):
+        raise ValueError(f"a draw from {len(generator)} chip streams needs the chips first, got {tuple(shape)}")
+    sub = tuple(shape[1:])
+    return torch.stack([
+        torch.randn(sub, generator=g, device=device, dtype=dtype) if chips is None or chips[c]
+        else torch.zeros(sub, device=device, dtype=dtype)
+        for c, g in enumerate(generator.generators)])
+
+
+def words(shape: Sequence[int], generator: Streams, device) -> torch.Tensor:
+    """Random 16-bit words of ``shape`` (:func:`draw_words`); per chip from :class:`ChipStreams`."""
+    if isinstance(generator, ChipStreams):
+        if shape[0] != len(generator):
+            raise ValueError(f"a draw from {len(generator)} chip streams needs the chips first, got {tuple(shape)}")
+        n = math.prod(shape[1:])
+        return torch.stack([draw_words(n, g, device) for g in generator.generators]).view(tuple(shape))
+    return draw_words(math.prod(shape), generator, device).view(tuple(shape))
+
+
+class GeneratorNoise:
+    """Draws on demand from ``generator`` (a ``torch.Generator`` or :class:`ChipStreams`)."""
+
+    def __init__(self, generator: Streams, device: torch.device | str, dtype: torch.dtype):
         self.generator, self.device, self.dtype = generator, device, dtype
 
     def words(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return draw_words(math.prod(shape), self.generator, self.device).view(shape)
+        return words(shape, self.generator, self.device)
 
     def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randn(shape, generator=self.generator, device=self.device, dtype=self.dtype)
+        return randn(shape, self.generator, self.device, self.dtype)
 
 
 class BufferNoise:
-    """Consecutive pieces of pre-drawn buffers; ``words``/``normal`` return views."""
+    """Consecutive pieces of pre-drawn per-chip buffers ``[chips, n]``; a request of shape
+    ``(chips, ...)`` takes the next ``prod(...)`` numbers of every chip's buffer."""
 
     def __init__(self, words: torch.Tensor | None, normal: torch.Tensor | None):
         self._u, self._z = words, normal
@@ -70,10 +144,10 @@ class BufferNoise:
         self._iz = 0
 
     def _take(self, buf: torch.Tensor | None, start: int, shape: tuple[int, ...]) -> tuple[torch.Tensor, int]:
-        n = math.prod(shape)
-        if buf is None or start + n > buf.shape[0]:
+        n = math.prod(shape[1:])
+        if buf is None or start + n > buf.shape[1] or shape[0] != buf.shape[0]:
             raise RuntimeError("noise buffer exhausted: the step asked for more random numbers than were drawn")
-        return buf[start:start + n].view(shape), start + n
+        return buf[:, start:start + n].reshape(shape), start + n
 
     def words(self, shape: tuple[int, ...]) -> torch.Tensor:
         out, self._iu = self._take(self._u, self._iu, shape)
@@ -85,8 +159,8 @@ class BufferNoise:
 
     def unused(self) -> tuple[int, int]:
         """Numbers drawn but not handed out (words, normal); a correct demand leaves (0, 0)."""
-        nu = 0 if self._u is None else self._u.shape[0] - self._iu
-        nz = 0 if self._z is None else self._z.shape[0] - self._iz
+        nu = 0 if self._u is None else self._u.shape[1] - self._iu
+        nz = 0 if self._z is None else self._z.shape[1] - self._iz
         return nu, nz
 
 

@@ -357,8 +357,9 @@ class Trainer:
         return self.results()
 
     # -- named state ---------------------------------------------------------------------
-    #: version of :meth:`state_dict`'s names and meanings
-    STATE_VERSION = 2
+    #: version of :meth:`state_dict`'s names and meanings (3: one random stream per chip,
+    #: ``mlp.generator`` is a [chips, n] byte tensor)
+    STATE_VERSION = 3
 
     def state_dict(self) -> dict[str, Any]:
         """The whole state of the run, by name: the network's (``mlp.*``: every layer's cells and

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import CapacitorConfig
+from ..noise import randn
 
 _SCALARS: dict[tuple[float, torch.dtype, torch.device], torch.Tensor] = {}
 
@@ -75,22 +76,18 @@ class Capacitor3T1C:
         step = c.step_at_reset_v
 
         def factors() -> torch.Tensor:
-            f = 1.0 + c.current_mismatch_rel * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+            f = 1.0 + c.current_mismatch_rel * randn(shape, generator, device, dtype)
             return f.clamp_(min=0.0)
 
         up = step * factors()
         down = step * factors()
-        vt = c.read_threshold_v + c.read_threshold_mismatch_v * torch.randn(
-            shape, generator=generator, device=device, dtype=dtype
-        )
+        vt = c.read_threshold_v + c.read_threshold_mismatch_v * randn(shape, generator, device, dtype)
         return CapacitorMismatch(up, down, vt)
 
     def draw_thresholds(self, shape: tuple[int, ...], generator, device, dtype) -> torch.Tensor:
         """V_T of reference (shared) cells."""
         c = self.cfg
-        return c.read_threshold_v + c.read_threshold_mismatch_v * torch.randn(
-            shape, generator=generator, device=device, dtype=dtype
-        )
+        return c.read_threshold_v + c.read_threshold_mismatch_v * randn(shape, generator, device, dtype)
 
     # -- read --------------------------------------------------------------------------
     def conductance_us(self, v: torch.Tensor, threshold_v: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

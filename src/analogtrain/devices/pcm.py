@@ -17,12 +17,13 @@ multiplies the programmed conductance by ``((t - t_prog + t0) / t0)^-nu``.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ..config import PCMConfig
-from ..noise import NoiseSource
+from ..noise import ChipStreams, NoiseSource, Streams, randn
 
 
 @dataclass
@@ -45,18 +46,20 @@ class PCMDevice:
         """Std of one read of conductance ``g`` (uS)."""
         return self.cfg.read_noise_us + self.cfg.read_noise_rel * g
 
-    def read(self, g: torch.Tensor, generator: torch.Generator | None, reads: int = 1) -> torch.Tensor:
+    def read(self, g: torch.Tensor, generator: "Streams", reads: int = 1,
+             chips: Sequence[bool] | None = None) -> torch.Tensor:
         """A noisy read of each device: the mean of ``reads`` independent reads.
 
         Each read adds independent Gaussian noise of std ``read_sigma_us(g)``, so the mean of n
         reads is exactly ``g + N(0, read_sigma_us(g) / sqrt(n))``; it is drawn as that one
-        normal (the same distribution as n draws averaged, at the cost of one).
+        normal (the same distribution as n draws averaged, at the cost of one).  ``chips``: read
+        only the flagged chips (per-chip streams; the others' reads are noiseless and unused).
         """
         if reads < 1:
             raise ValueError(f"reads must be >= 1, got {reads}")
         if self.cfg.read_noise_us == 0 and self.cfg.read_noise_rel == 0:
             return g.clone()
-        noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+        noise = randn(g.shape, generator, g.device, g.dtype, chips)
         sigma = self.read_sigma_us(g)
         if reads > 1:
             sigma = sigma / math.sqrt(reads)
@@ -76,8 +79,9 @@ class PCMDevice:
         target_us: torch.Tensor,
         tolerance_us: float,
         max_iterations: int,
-        generator: torch.Generator | None,
+        generator: "Streams",
         verify_reads: int = 1,
+        chips: Sequence[bool] | None = None,
     ) -> TuningResult:
         """RESET each device, then program-verify until within tolerance or out of iterations.
 
@@ -89,6 +93,10 @@ class PCMDevice:
         step, since a PCM device cannot be made less conductant gradually.  A device still
         outside the tolerance after ``max_iterations`` steps keeps its last step's conductance
         (an overshoot is not RESET when no step follows).
+
+        ``chips`` (one flag per chip, the chips first in ``target_us``): tune only the flagged
+        chips' devices.  With per-chip streams a step draws only from the streams of chips with a
+        device still tuning, so a chip's draws never depend on the other chips.
         """
         cfg = self.cfg
         target = self.clip_target(target_us)
@@ -96,14 +104,18 @@ class PCMDevice:
         pulses = torch.ones(target.shape, dtype=torch.int32, device=target.device)  # initial RESET
         # devices whose target is the RESET state are done after the RESET
         active = (target - cfg.g_reset_us).abs() > tolerance_us
+        if chips is not None:
+            active &= torch.tensor(list(chips), device=target.device).view(-1, *[1] * (target.dim() - 1))
         for it in range(max_iterations):
-            if not bool(active.any()):
+            tuning = active.flatten(1).any(dim=1).tolist() if active.dim() > 1 else [bool(active.any())]
+            if not any(tuning):
                 break
-            noise = torch.randn(target.shape, generator=generator, device=target.device, dtype=target.dtype)
+            per_chip = tuning if active.dim() > 1 else None
+            noise = randn(target.shape, generator, target.device, target.dtype, per_chip)
             attempt = (target + noise * self.program_sigma_us(target)).clamp(cfg.g_reset_us, cfg.g_max_us)
             g = torch.where(active, attempt, g)
             pulses += active.to(torch.int32)
-            verify = self.read(g, generator, verify_reads)
+            verify = self.read(g, generator, verify_reads, per_chip)
             miss = (verify - target).abs() > tolerance_us
             active = active & miss
             if it + 1 == max_iterations:
@@ -117,7 +129,7 @@ class PCMDevice:
     # -- gradual SET (2-PCM cell) -----------------------------------------------------
     def draw_set_step_factor(self, shape: tuple[int, ...], generator, device, dtype) -> torch.Tensor:
         """Each device's fixed partial-SET step factor m (mean 1, std set_step_mismatch_rel, >= 0)."""
-        f = 1.0 + self.cfg.set_step_mismatch_rel * torch.randn(shape, generator=generator, device=device, dtype=dtype)
+        f = 1.0 + self.cfg.set_step_mismatch_rel * randn(shape, generator, device, dtype)
         return f.clamp_(min=0.0)
 
     def partial_set(
@@ -142,8 +154,8 @@ class PCMDevice:
         step = cfg.set_step_us * step_factor * headroom.pow_(cfg.set_step_nonlinearity)
         mean = n_pulses * step
         if cfg.set_step_sigma_rel > 0:
-            if generator is None or isinstance(generator, torch.Generator):
-                noise = torch.randn(g.shape, generator=generator, device=g.device, dtype=g.dtype)
+            if generator is None or isinstance(generator, (torch.Generator, ChipStreams)):
+                noise = randn(g.shape, generator, g.device, g.dtype)
             else:
                 noise = generator.normal(tuple(g.shape))
             dg = mean + noise * (cfg.set_step_sigma_rel * step) * n_pulses.sqrt()
