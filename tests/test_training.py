@@ -65,7 +65,7 @@ def test_a_chip_trains_the_same_alone_or_beside_others(digits, preset, compile):
     """Every chip draws from its own random stream (fabrication, programming, reads, pulse trains),
     so the first chips of a batch train bit for bit as a run of those chips alone."""
     data = digits.subset(300, 60)
-    kw = dict(epochs=2, learning_rate=0.2, compile=compile)
+    kw = {"epochs": 2, "learning_rate": 0.2, "compile": compile}
     alone = _trainer(preset, data, chips=1, **kw)
     pair = _trainer(preset, data, chips=2, **kw)
     three = _trainer(preset, data, chips=3, **kw)

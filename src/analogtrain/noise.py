@@ -73,7 +73,7 @@ class ChipStreams:
         self.generators = [torch.Generator(device=self.device).manual_seed(s) for s in self.seeds]
 
     @classmethod
-    def seeded(cls, seed: int, chips: Sequence[int], device: torch.device | str = "cpu") -> "ChipStreams":
+    def seeded(cls, seed: int, chips: Sequence[int], device: torch.device | str = "cpu") -> ChipStreams:
         """The streams of chips ``chips`` (their indices) of a run with seed ``seed``: chip c's stream
         depends on (seed, c) only."""
         return cls([seed * 7_919 + 17 + 1_000_003 * int(c) for c in chips], device)

@@ -46,7 +46,7 @@ class PCMDevice:
         """Std of one read of conductance ``g`` (uS)."""
         return self.cfg.read_noise_us + self.cfg.read_noise_rel * g
 
-    def read(self, g: torch.Tensor, generator: "Streams", reads: int = 1,
+    def read(self, g: torch.Tensor, generator: Streams, reads: int = 1,
              chips: Sequence[bool] | None = None) -> torch.Tensor:
         """A noisy read of each device: the mean of ``reads`` independent reads.
 
@@ -79,7 +79,7 @@ class PCMDevice:
         target_us: torch.Tensor,
         tolerance_us: float,
         max_iterations: int,
-        generator: "Streams",
+        generator: Streams,
         verify_reads: int = 1,
         chips: Sequence[bool] | None = None,
     ) -> TuningResult:
