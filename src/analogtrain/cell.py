@@ -21,12 +21,15 @@ pixels are mostly zero).  ``block(rows)`` returns the presented weight of those 
 ``apply_pulses(n, rows)`` updates them; leakage of the other rows is not lost but deferred:
 every row keeps the time it was last brought up to date, and the exact exponential for the
 elapsed time is applied when the row is next touched (leakage is linear, so this equals
-applying it after every example).
+applying it after every example).  Clocks are kept in seconds since a time origin, which moves to
+now at every full read of the weights, every transfer, and after ``REBASE_AFTER_S`` of chip time.
+
+Chips of one batch may differ in the parameters of :data:`analogtrain.perchip.PER_CHIP_FIELDS`
+(``chip_configs``, one per chip): each is held as a per-chip tensor, so a chip computes the same
+whatever the others are.  A held reference is the leaking one with its leakage switched off.
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 
@@ -34,9 +37,14 @@ from .config import ChipConfig
 from .devices import Capacitor3T1C, PCMDevice
 from .interface import TransferStats, register_cell
 from .noise import randn
+from .perchip import per_chip
 
 #: version of the named state of the cells (state_dict); bumped when names or meanings change
-CELL_STATE_VERSION = 1
+CELL_STATE_VERSION = 2  # 2: row clocks in seconds (row_clock_s); version 1 kept them in units of tau
+
+#: chip time (s) after which the deferred leakage is brought up to date and the clocks restart, so
+#: float32 clocks in seconds keep a resolution far below any leak time constant
+REBASE_AFTER_S = 1e-3
 
 
 def _col(t: torch.Tensor) -> torch.Tensor:
@@ -47,10 +55,14 @@ def _col(t: torch.Tensor) -> torch.Tensor:
 class _PCMPair:
     """State and physics shared by both cells: the PCM pair G+, G- with optional drift."""
 
-    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype):
+    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype,
+                 chip_configs=None):
         self.cfg = cfg
         self.shape = shape
         self.generator = generator
+        self.chip_configs = chip_configs
+        # closed-loop tuning tolerance of each chip's transfers [C, 1, 1]
+        self._tolerance_us = self._per_chip("transfer.tolerance_us", device, dtype).view(-1, 1, 1)
         self.pcm = PCMDevice(cfg.pcm)
         self.g_plus = torch.full(shape, cfg.pcm.g_reset_us, device=device, dtype=dtype)
         self.g_minus = torch.full(shape, cfg.pcm.g_reset_us, device=device, dtype=dtype)
@@ -65,6 +77,10 @@ class _PCMPair:
         self.w_pcm_us = torch.zeros(shape, device=device, dtype=dtype)
         self.read_var_us2 = torch.zeros(shape, device=device, dtype=dtype)
         self._examples_since_drift = 0
+
+    def _per_chip(self, field: str, device, dtype=torch.float32) -> torch.Tensor:
+        """``field`` for each chip, a [C] tensor (:func:`analogtrain.perchip.per_chip`)."""
+        return per_chip(self.cfg, self.chip_configs, field, self.shape[0], device, dtype)
 
     def _draw_nu(self, shape) -> torch.Tensor:
         p = self.cfg.pcm
@@ -109,9 +125,9 @@ class _PCMPair:
         p = self.cfg.pcm
         t = self.cfg.transfer
         target_g = target_w_us / self.cfg.cell.gain_f
-        plus = self.pcm.tune(p.g_reset_us + target_g.clamp(min=0), t.tolerance_us, t.max_iterations, self.generator,
-                             t.reads_averaged, chips)
-        minus = self.pcm.tune(p.g_reset_us + (-target_g).clamp(min=0), t.tolerance_us, t.max_iterations,
+        plus = self.pcm.tune(p.g_reset_us + target_g.clamp(min=0), self._tolerance_us, t.max_iterations,
+                             self.generator, t.reads_averaged, chips)
+        minus = self.pcm.tune(p.g_reset_us + (-target_g).clamp(min=0), self._tolerance_us, t.max_iterations,
                               self.generator, t.reads_averaged, chips)
         pulses = (plus.pulses + minus.pulses).to(torch.int64)
         unconverged = (~plus.converged).to(torch.int64) + (~minus.converged).to(torch.int64)
@@ -223,27 +239,34 @@ class HybridCells(_PCMPair):
     has_capacitor = True
     has_transfer = True
 
-    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype=torch.float32):
-        super().__init__(cfg, shape, generator, device, dtype)
+    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype=torch.float32,
+                 chip_configs=None):
+        super().__init__(cfg, shape, generator, device, dtype, chip_configs)
         c, n_rows, n_cols = shape
         cap = cfg.capacitor
         self.cap = Capacitor3T1C(cap)
-        self.mismatch = self.cap.draw_mismatch(shape, generator, device, dtype)
-        # reference cells, one per column: held at the reset voltage by the periphery, or leaking
-        self.reference_leaks = cfg.cell.shared_reference == "leaking"
-        self.threshold_shared_v = self.cap.draw_thresholds((c, n_cols), generator, device, dtype)
+        cells = (lambda field: self._per_chip(field, device, dtype).view(-1, 1, 1))
+        self.mismatch = self.cap.draw_mismatch(shape, generator, device, dtype,
+                                               cells("capacitor.current_mismatch_rel"),
+                                               cells("capacitor.read_threshold_mismatch_v"))
+        # per chip: 1/tau [C, 1, 1]; reference held at the reset voltage by the periphery, or leaking [C, 1];
+        # polarity inversion at transfer [C, 1]; transfer offset [C, 1, 1]
+        self._inv_tau = cells("capacitor.leak_time_constant_s").reciprocal()
+        self._reference_leaks = self._per_chip("cell.shared_reference", device).bool().view(-1, 1)
+        self._inversion = self._per_chip("cell.polarity_inversion", device).bool().view(-1, 1)
+        self._offset_us = cells("cell.transfer_offset_us")
+        self.threshold_shared_v = self.cap.draw_thresholds((c, n_cols), generator, device, dtype,
+                                                           cells("capacitor.read_threshold_mismatch_v").view(-1, 1))
         self.v_shared = torch.full((c, n_cols), cap.reset_v, device=device, dtype=dtype)
         self.v = torch.full(shape, cap.reset_v, device=device, dtype=dtype)
         self.cap.prepare(self.v)
-        # Deferred leakage: row i's voltages are current as of time origin + tau * clock[i].
+        # Deferred leakage: row i's voltages are current as of time origin + clock_s[i] (seconds).
         self._origin_s = 0.0
-        self._row_clock = torch.zeros(n_rows, dtype=dtype, device=device)
+        self._row_clock_s = torch.zeros(n_rows, dtype=dtype, device=device)
         self._rows_in_step = True  # every row is current as of the origin
-        self.now_t = torch.zeros((), dtype=dtype, device=device)  # _now() as a tensor, for the tensor step
+        self.now_s_t = torch.zeros((), dtype=dtype, device=device)  # seconds since the origin, for the tensor step
         self.polarity = torch.ones((c, n_cols), device=device, dtype=dtype)
         self.w_us = torch.zeros(shape, device=device, dtype=dtype)
-        # W_pcm - s g_shared for a held reference (a leaking one reads W_pcm and adds -s g_shared(now))
-        self._base_us = torch.zeros(0 if self.reference_leaks else shape, device=device, dtype=dtype)
         self._sk = torch.zeros((c, 1, n_cols), device=device, dtype=dtype)  # s k per column
         self._scratch = torch.empty(shape, device=device, dtype=dtype)
         self._stale = True  # W must be recomputed from the state before the next read
@@ -256,52 +279,50 @@ class HybridCells(_PCMPair):
         return self.cap.cfg.step_at_reset_us
 
     # -- leakage bookkeeping -------------------------------------------------------------
-    def _now(self) -> float:
-        """Time since the origin, in units of the leak time constant."""
-        return (self.time_s - self._origin_s) / self.cfg.capacitor.leak_time_constant_s
+    def _keep(self, clock_s: torch.Tensor, now_s: torch.Tensor | float) -> torch.Tensor:
+        """exp(-(now - clock) / tau) per chip and row, [C, rows, 1]: what is left of V - V_leak of rows
+        last brought up to date at ``clock_s`` [rows] (seconds since the origin)."""
+        return clock_s.view(1, -1, 1).sub(now_s).mul(self._inv_tau).exp_()
+
+    def _reference_keep(self, now_s: torch.Tensor | float) -> torch.Tensor:
+        """The same for the reference cells [C, 1]: exp(-now / tau) where they leak, 1 where held."""
+        leak = torch.as_tensor(now_s, dtype=self._inv_tau.dtype, device=self._inv_tau.device)
+        leak = (-leak * self._inv_tau.view(-1, 1)).exp()
+        return torch.where(self._reference_leaks, leak, torch.ones_like(leak))
 
     def sync(self) -> None:
         """Apply all deferred leakage so every capacitor voltage is current; new origin."""
-        now = self._now()
-        if now != 0.0 or not self._rows_in_step:
+        now_s = self.time_s - self._origin_s
+        if now_s != 0.0 or not self._rows_in_step:
             self._stale = True  # the voltages change: W must be recomputed
-        if self.reference_leaks and now != 0.0:
-            self.cap.relax_(self.v_shared, math.exp(-now))
-        if self._rows_in_step:
-            if now != 0.0:
-                self.cap.relax_(self.v, math.exp(-now))
-        else:
-            self.cap.relax_(self.v, self._row_clock.sub(now).exp_().view(1, -1, 1))
-            self._rows_in_step = True
+            self.cap.relax_(self.v_shared, self._reference_keep(now_s))
+            self.cap.relax_(self.v, self._keep(self._row_clock_s, now_s))
+        self._rows_in_step = True
         self._origin_s = self.time_s
-        self._row_clock.zero_()
-        self.now_t.zero_()
+        self._row_clock_s.zero_()
+        self.now_s_t.zero_()
 
     def refresh_pcm(self) -> None:
         super().refresh_pcm()
         self._refresh_columns()
 
     def _refresh_columns(self) -> None:
-        """Cache W_pcm - s g_shared (held reference) and s k; they change only at transfer."""
-        if not self.reference_leaks:  # a leaking g_shared changes with time: _reference_term, per read
-            g_sh = self.cap.conductance_us(self.v_shared, self.threshold_shared_v)
-            torch.addcmul(self.w_pcm_us, _col(self.polarity), _col(g_sh), value=-1.0, out=self._base_us)
+        """Cache s k per column; it changes only at transfer."""
         torch.mul(_col(self.polarity), self.cfg.capacitor.read_transconductance_us_per_v, out=self._sk)
         self._stale = True
 
     def _reference_term(self) -> torch.Tensor:
-        """-s g_shared(now) per column [C, 1, cols] for a leaking reference (its deferred leak applied).
+        """-s g_shared(now) per column [C, 1, cols] (a leaking reference's deferred leak applied).
 
         ``v_shared`` is current as of the time origin; the reference has not been pulsed since,
-        so its voltage now is ``V_leak + (v_shared - V_leak) exp(-now)``.  Pure tensor work.
+        so its voltage now is ``V_leak + (v_shared - V_leak) exp(-now / tau)`` where it leaks and
+        ``v_shared`` where it is held.  Pure tensor work.
         """
-        v = self.cap.relax_(self.v_shared.clone(), self.now_t.neg().exp())
+        v = self.cap.relax_(self.v_shared.clone(), self._reference_keep(self.now_s_t))
         return _col(self.cap.conductance_us(v, self.threshold_shared_v).mul_(self.polarity).neg_())
 
     def _base(self, rows: torch.Tensor | None) -> torch.Tensor:
         """The column part of the presented weight for a block of rows (all if None)."""
-        if not self.reference_leaks:
-            return self._base_us if rows is None else self._base_us.index_select(1, rows)
         w_pcm = self.w_pcm_us if rows is None else self.w_pcm_us.index_select(1, rows)
         return w_pcm + self._reference_term()
 
@@ -335,12 +356,10 @@ class HybridCells(_PCMPair):
         """
         if rows is None:
             v = self.v
-            keep = self._row_clock.sub(self.now_t).exp_()
-            self.cap.relax_(v, keep.view(1, -1, 1))
+            self.cap.relax_(v, self._keep(self._row_clock_s, self.now_s_t))
             return self._presented(self._base(None), v, self.mismatch.threshold_v, out=self.w_us, scratch=self._scratch), v
         v = self.v.index_select(1, rows)
-        keep = self._row_clock.index_select(0, rows).sub_(self.now_t).exp_()
-        self.cap.relax_(v, keep.view(1, -1, 1))
+        self.cap.relax_(v, self._keep(self._row_clock_s.index_select(0, rows), self.now_s_t))
         return self._presented(self._base(rows), v, self.mismatch.threshold_v.index_select(1, rows)), v
 
     def block(self, rows: torch.Tensor) -> torch.Tensor:
@@ -371,11 +390,11 @@ class HybridCells(_PCMPair):
         n_cap = n.mul_(_col(self.polarity))
         if rows is None:
             self.cap.apply_pulses_(v, n_cap, self.mismatch)
-            self._row_clock.fill_(self.now_t)
+            self._row_clock_s.fill_(self.now_s_t)
         else:
             self.cap.apply_pulses_(v, n_cap, self.mismatch.rows(rows))
             self.v.index_copy_(1, rows, v)
-            self._row_clock.index_fill_(0, rows, self.now_t)
+            self._row_clock_s.index_fill_(0, rows, self.now_s_t)
 
     def after_update(self) -> None:
         self._rows_in_step = False
@@ -400,11 +419,11 @@ class HybridCells(_PCMPair):
         cells, with the same deferred clock.
         """
         self.time_s += dt_s
-        now = self._now()
-        if now > 1.0:  # rebase the deferred leakage before float32 clocks lose resolution
+        now_s = self.time_s - self._origin_s
+        if now_s > REBASE_AFTER_S:  # restart the clocks before float32 seconds lose resolution
             self.sync()
         else:
-            self.now_t.fill_(now)
+            self.now_s_t.fill_(now_s)
         if self.advance_drift(examples):
             self._refresh_columns()
 
@@ -416,13 +435,13 @@ class HybridCells(_PCMPair):
         ``W - s_new (offset + r)``, so that after the transfer the cell presents
         ``W - s_new * offset`` and the correction is left to g growing; flip s.
         """
-        cell = self.cfg.cell
         cap = self.cfg.capacitor
         self.sync()
         sel = (lambda t: t) if cols is None else (lambda t: t[:, :, cols])
         selc = (lambda t: t) if cols is None else (lambda t: t[:, cols])
         w_read = self.read_pcm_weight_us(cols) + _col(selc(self.polarity)) * sel(self.capacitor_pair_us())
-        s_new = -selc(self.polarity) if cell.polarity_inversion else selc(self.polarity).clone()
+        s_old = selc(self.polarity)
+        s_new = torch.where(self._inversion, -s_old, s_old)
         if cols is None:
             self.v.fill_(cap.reset_v)
             self.v_shared.fill_(cap.reset_v)
@@ -430,7 +449,7 @@ class HybridCells(_PCMPair):
             self.v[:, :, cols] = cap.reset_v
             self.v_shared[:, cols] = cap.reset_v
         residual = sel(self.capacitor_pair_us())
-        target = w_read - _col(s_new) * (cell.transfer_offset_us + residual)
+        target = w_read - _col(s_new) * (self._offset_us + residual)
         stats = self.program_pair(target, cols)
         if cols is None:
             self.polarity.copy_(s_new)
@@ -445,7 +464,7 @@ class HybridCells(_PCMPair):
         self.v.fill_(self.cfg.capacitor.reset_v)
         self.v_shared.fill_(self.cfg.capacitor.reset_v)
         s = _col(self.polarity)
-        stats = self.program_pair(w_us - s * (self.cfg.cell.transfer_offset_us + self.capacitor_pair_us()), None)
+        stats = self.program_pair(w_us - s * (self._offset_us + self.capacitor_pair_us()), None)
         self.refresh_pcm()
         return stats
 
@@ -463,7 +482,7 @@ class HybridCells(_PCMPair):
             "v_shared_v": self.v_shared,
             "polarity": self.polarity,
             "threshold_shared_v": self.threshold_shared_v,
-            "row_clock": self._row_clock,
+            "row_clock_s": self._row_clock_s,
         }
         out.update({f"mismatch_{k}": v for k, v in self.mismatch.tensors().items()})
         return out
@@ -479,6 +498,10 @@ class HybridCells(_PCMPair):
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         state = dict(state)
+        if "version" in state and int(state["version"]) == 1 and "row_clock" in state:
+            # version 1 kept the row clocks in units of tau (one tau for every chip then)
+            state["row_clock_s"] = state.pop("row_clock") * self.cfg.capacitor.leak_time_constant_s
+            state["version"] = torch.tensor(CELL_STATE_VERSION)
         origin = state.pop("origin_s", None)
         rows_in_step = state.pop("rows_in_step", None)
         if origin is None or rows_in_step is None:
@@ -489,7 +512,7 @@ class HybridCells(_PCMPair):
         self._load_tensors(state, {**self._pair_tensors(), **self._named_tensors()})
         self._origin_s = float(origin)
         self._rows_in_step = bool(rows_in_step)
-        self.now_t.fill_(self._now())
+        self.now_s_t.fill_(self.time_s - self._origin_s)
         self._refresh_columns()  # the column terms from the restored state; W is recomputed on its next read
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
@@ -516,8 +539,9 @@ class PCMPairCells(_PCMPair):
     has_capacitor = False
     has_transfer = False
 
-    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype=torch.float32):
-        super().__init__(cfg, shape, generator, device, dtype)
+    def __init__(self, cfg: ChipConfig, shape: tuple[int, int, int], generator, device, dtype=torch.float32,
+                 chip_configs=None):
+        super().__init__(cfg, shape, generator, device, dtype, chip_configs)
         self.step_plus = self.pcm.draw_set_step_factor(shape, generator, device, dtype)
         self.step_minus = self.pcm.draw_set_step_factor(shape, generator, device, dtype)
         self.refresh_pcm()
@@ -608,6 +632,9 @@ class PCMPairCells(_PCMPair):
         return {"version": torch.tensor(CELL_STATE_VERSION), **self._pair_state(), **self._step_tensors()}
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        state = dict(state)
+        if "version" in state and int(state["version"]) == 1:  # version 1 differs only for 2PCM+3T1C cells
+            state["version"] = torch.tensor(CELL_STATE_VERSION)
         self._load_tensors(state, {**self._pair_tensors(), **self._step_tensors()})
 
     def occasional_reset(self) -> TransferStats:

@@ -27,6 +27,7 @@ import torch
 from . import cell as _builtin_cells  # noqa: F401 - registers the built-in cell kinds
 from ._ops import rowblock_mv
 from .config import ChipConfig
+from .errors import ConfigError
 from .interface import TransferStats, UnitCells, cell_class
 from .noise import GeneratorNoise, NoiseSource
 from .periphery import Periphery
@@ -64,14 +65,24 @@ class AnalogCrossbar:
     def __init__(self, n_in: int, n_out: int, chip: ChipConfig, learning_rate: float, chips: int,
                  generator: torch.Generator, device: torch.device | str = "cpu", dtype=torch.float32,
                  layer_index: int = 0, tracked_synapses: int = TRACKED_SYNAPSES, output_layer: bool = False,
-                 bias: bool = True, max_weight: float | None = None):
+                 bias: bool = True, max_weight: float | None = None, chip_configs=None):
         self.bias = bias
         self.device, self.dtype = torch.device(device), dtype
         self.n_in, self.n_out, self.rows, self.chips = n_in, n_out, n_in + int(bias), chips
         self.cfg = chip
         self.generator = generator
         shape = (chips, self.rows, n_out)
-        self.cells: UnitCells = cell_class(chip.cell.kind)(chip, shape, generator, device, dtype)
+        cls = cell_class(chip.cell.kind)
+        if chip_configs is None:
+            self.cells: UnitCells = cls(chip, shape, generator, device, dtype)
+        else:  # chips that differ in their configuration (analogtrain.perchip)
+            try:
+                self.cells = cls(chip, shape, generator, device, dtype, chip_configs=chip_configs)
+            except TypeError as exc:
+                if "chip_configs" not in str(exc):
+                    raise
+                raise ConfigError(f"cell kind {chip.cell.kind!r} cannot train chips of different configurations in "
+                                  "one batch; train each configuration as its own run") from None
         # uS that represent a software weight of 1: F g_program_max_us / max_weight
         self.scale_us = (chip.us_per_weight(layer_index) if max_weight is None
                          else chip.cell.gain_f * chip.pcm.g_program_max_us / max_weight)

@@ -14,9 +14,11 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from .config import ExperimentConfig
+from .config import ChipConfig, ExperimentConfig
 from .crossbar import AnalogCrossbar, DigitalCrossbar
+from .errors import ConfigError
 from .noise import BufferNoise, ChipStreams, Streams, randn, words
+from .perchip import check_batch
 
 Layer = AnalogCrossbar | DigitalCrossbar
 
@@ -45,14 +47,15 @@ def fan_in_uniform(n_out: int, rows: int, fan_in: int, generator: torch.Generato
     return (torch.rand((n_out, rows), generator=generator, dtype=dtype) * 2 - 1) * bound
 
 
-def init_weights(sizes: Sequence[int], chips: int, seed: int, dtype=torch.float32) -> list[torch.Tensor]:
+def init_weights(sizes: Sequence[int], chips: int | Sequence[int], seed: int, dtype=torch.float32) -> list[torch.Tensor]:
     """Initial weights per chip: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and bias.
 
     Chip c draws from its own generator seeded with (seed, c), so the software baseline and
-    every analog variant start from the same weights chip by chip.
+    every analog variant start from the same weights chip by chip.  ``chips``: how many, or the
+    chips' indices c (a batch of several variants' chips).
     """
     per_layer: list[list[torch.Tensor]] = [[] for _ in range(len(sizes) - 1)]
-    for c in range(chips):
+    for c in (range(chips) if isinstance(chips, int) else chips):
         g = torch.Generator().manual_seed(seed * 1_000_003 + c)
         for li, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             per_layer[li].append(fan_in_uniform(n_out, n_in + 1, n_in, g, dtype))
@@ -257,12 +260,26 @@ class MLP:
             self.generator.set_state(state["generator"].cpu())  # generator states are CPU byte tensors
 
 
-def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="cpu") -> tuple[MLP, list]:
-    """The network of ``config`` with initial weights programmed; returns (mlp, programming stats)."""
+def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="cpu",
+              chip_configs: Sequence[ChipConfig] | None = None,
+              chip_ids: Sequence[int] | None = None) -> tuple[MLP, list]:
+    """The network of ``config`` with initial weights programmed; returns (mlp, programming stats).
+
+    ``chip_configs``: one chip configuration per chip, for chips that differ in the parameters of
+    :data:`analogtrain.perchip.PER_CHIP_FIELDS`; ``chip_ids``: each chip's index c, which fixes its
+    initial weights and random stream (default 0, 1, ...), so chip c of any batch trains as chip
+    c of a run of its own configuration.
+    """
     t = config.training
     sizes = [n_inputs, *t.hidden, n_classes]
-    weights = init_weights(sizes, t.chips, t.seed)
-    gen = ChipStreams.seeded(t.seed, range(t.chips), device)  # one stream per chip (analogtrain.noise)
+    ids = list(range(t.chips)) if chip_ids is None else [int(c) for c in chip_ids]
+    if len(ids) != t.chips or (chip_configs is not None and len(chip_configs) != t.chips):
+        raise ConfigError(f"training.chips is {t.chips} but {len(ids)} chip indices and "
+                          f"{t.chips if chip_configs is None else len(chip_configs)} chip configurations were given")
+    if chip_configs is not None:
+        check_batch([config.chip, *chip_configs])
+    weights = init_weights(sizes, ids, t.seed)
+    gen = ChipStreams.seeded(t.seed, ids, device)  # one stream per chip (analogtrain.noise)
     layers: list[Layer] = []
     stats = []
     for li, (n_in, n_out, w) in enumerate(zip(sizes[:-1], sizes[1:], weights)):
@@ -270,7 +287,8 @@ def build_mlp(config: ExperimentConfig, n_inputs: int, n_classes: int, device="c
             layer: Layer = DigitalCrossbar(n_in, n_out, t.learning_rate, t.chips, device)
         else:
             layer = AnalogCrossbar(n_in, n_out, config.chip, t.learning_rate, t.chips, gen, device, layer_index=li,
-                                   tracked_synapses=t.tracked_synapses, output_layer=li == len(sizes) - 2)
+                                   tracked_synapses=t.tracked_synapses, output_layer=li == len(sizes) - 2,
+                                   chip_configs=chip_configs)
         stats.append(layer.program(w.to(device)))
         if li > 0 and t.activation in ("sigmoid", "tanh"):
             layer.sparse_inputs = False  # smooth activations are never exactly zero: skip the search

@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from ._configbase import first_difference
-from .config import ExperimentConfig
+from .config import ChipConfig, ExperimentConfig
 from .errors import CheckpointError, ConfigError, OutputError, TrainingDivergedError
 from .network import build_mlp
 from .runs.checkpoint import (
@@ -104,8 +104,12 @@ class Trainer:
 
     def __init__(self, config: ExperimentConfig, x_train: torch.Tensor, y_train: torch.Tensor,
                  x_test: torch.Tensor, y_test: torch.Tensor, n_classes: int | None = None,
-                 device: str | torch.device = "cpu"):
+                 device: str | torch.device = "cpu", chip_configs: Sequence[ChipConfig] | None = None,
+                 chip_ids: Sequence[int] | None = None):
         self.config = config
+        #: per-chip configurations and indices of a batch of differing chips (None: chips 0.. of ``config``)
+        self.chip_configs = None if chip_configs is None else list(chip_configs)
+        self.chip_ids = None if chip_ids is None else [int(c) for c in chip_ids]
         self.device = torch.device(device)
         self.x_train = x_train.to(self.device, torch.float32)
         self.y_train = y_train.to(torch.int64)
@@ -118,7 +122,8 @@ class Trainer:
         sizes = [self.x_train.shape[1], *config.training.hidden, self.n_classes]
         #: the memory estimate the run was checked against before it started
         self.memory = check_fits(config.chip, sizes, config.training.chips, self.device)
-        self.mlp, program_stats = build_mlp(config, self.x_train.shape[1], self.n_classes, self.device)
+        self.mlp, program_stats = build_mlp(config, self.x_train.shape[1], self.n_classes, self.device,
+                                            self.chip_configs, self.chip_ids)
         mode = config.training.compile
         if mode == "on" or (mode == "auto" and config.training.epochs * self.x_train.shape[0] >= COMPILE_MIN_STEPS):
             self.mlp.compile()
@@ -137,6 +142,15 @@ class Trainer:
         #: ED Fig. 2 statistics of every window of two transfer intervals, over the whole run
         self.pulse_window_history: list[dict[str, Any]] = []
         self.state = TrainingState(train_correct=[0] * chips)
+
+    def _batch_record(self) -> dict[str, Any]:
+        """The chips of a batch as the checkpoint header records them (empty for a plain run)."""
+        out: dict[str, Any] = {}
+        if self.chip_configs is not None:
+            out["chip_configs"] = [c.to_dict() for c in self.chip_configs]
+        if self.chip_ids is not None:
+            out["chip_ids"] = list(self.chip_ids)
+        return out
 
     # -- evaluation --------------------------------------------------------------------
     def evaluate(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None) -> list[float]:
@@ -445,6 +459,7 @@ class Trainer:
         st = self.state
         header = {
             "config": self.config.to_dict(),
+            **({"batch": self._batch_record()} if self._batch_record() else {}),
             "data": {"n_train": int(self.x_train.shape[0]), "n_test": int(self.x_test.shape[0]),
                      "n_inputs": int(self.x_train.shape[1]), "n_classes": int(self.n_classes),
                      "sha256": self.data_fingerprint()},
@@ -460,6 +475,8 @@ class Trainer:
         ck = path if isinstance(path, Checkpoint) else read_checkpoint(path)
         # the saved config as this version reads it: a setting added since then takes its default
         diff = first_difference(_config_of(ck).to_dict(), self.config.to_dict())
+        if diff is None and ck.state.get("batch", {}) != self._batch_record():
+            diff = "the chips of the batch (their configurations or indices)"
         if diff is not None:
             raise CheckpointError(f"checkpoint {ck.path} was written with another config (they differ at "
                                   f"{diff or '(top level)'})")
@@ -481,7 +498,11 @@ class Trainer:
         """A trainer rebuilt from the config saved at ``path`` and the given data, with the saved
         state restored; ``train()`` continues the run."""
         ck = read_checkpoint(path)
-        trainer = cls(_config_of(ck), x_train, y_train, x_test, y_test, n_classes, device=device)
+        batch = ck.state.get("batch") or {}
+        chip_configs = batch.get("chip_configs")
+        trainer = cls(_config_of(ck), x_train, y_train, x_test, y_test, n_classes, device=device,
+                      chip_configs=None if chip_configs is None else [ChipConfig.from_dict(c) for c in chip_configs],
+                      chip_ids=batch.get("chip_ids"))
         trainer.load_checkpoint(ck)
         return trainer
 

@@ -71,23 +71,30 @@ class Capacitor3T1C:
         self.cfg = cfg
 
     # -- fabrication -------------------------------------------------------------------
-    def draw_mismatch(self, shape: tuple[int, ...], generator, device, dtype) -> CapacitorMismatch:
+    def draw_mismatch(self, shape: tuple[int, ...], generator, device, dtype,
+                      current_mismatch_rel: float | torch.Tensor | None = None,
+                      threshold_mismatch_v: float | torch.Tensor | None = None) -> CapacitorMismatch:
+        """Each cell's up and down step and read threshold.  The spreads default to the config's;
+        per-chip spreads come as tensors that broadcast against ``shape`` (chips first)."""
         c = self.cfg
         step = c.step_at_reset_v
+        rel = c.current_mismatch_rel if current_mismatch_rel is None else current_mismatch_rel
 
         def factors() -> torch.Tensor:
-            f = 1.0 + c.current_mismatch_rel * randn(shape, generator, device, dtype)
+            f = 1.0 + rel * randn(shape, generator, device, dtype)
             return f.clamp_(min=0.0)
 
         up = step * factors()
         down = step * factors()
-        vt = c.read_threshold_v + c.read_threshold_mismatch_v * randn(shape, generator, device, dtype)
+        vt = self.draw_thresholds(shape, generator, device, dtype, threshold_mismatch_v)
         return CapacitorMismatch(up, down, vt)
 
-    def draw_thresholds(self, shape: tuple[int, ...], generator, device, dtype) -> torch.Tensor:
-        """V_T of reference (shared) cells."""
+    def draw_thresholds(self, shape: tuple[int, ...], generator, device, dtype,
+                        threshold_mismatch_v: float | torch.Tensor | None = None) -> torch.Tensor:
+        """V_T of read transistors (of the cells, or of the reference cells)."""
         c = self.cfg
-        return c.read_threshold_v + c.read_threshold_mismatch_v * randn(shape, generator, device, dtype)
+        sigma = c.read_threshold_mismatch_v if threshold_mismatch_v is None else threshold_mismatch_v
+        return c.read_threshold_v + sigma * randn(shape, generator, device, dtype)
 
     # -- read --------------------------------------------------------------------------
     def conductance_us(self, v: torch.Tensor, threshold_v: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

@@ -77,7 +77,7 @@ class PCMDevice:
     def tune(
         self,
         target_us: torch.Tensor,
-        tolerance_us: float,
+        tolerance_us: float | torch.Tensor,
         max_iterations: int,
         generator: Streams,
         verify_reads: int = 1,

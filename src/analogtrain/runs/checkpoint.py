@@ -160,7 +160,8 @@ def check_state_fits(fresh: dict[str, Any], saved: dict[str, Any], variable: str
 
 def checkpoint_bytes(state: dict[str, Any], header: dict[str, Any]) -> bytes:
     """A checkpoint as bytes (what :func:`save_checkpoint` writes): the state dict ``state``
-    and the ``header`` (``config``, ``data``, ``progress``, ``extra``: plain values)."""
+    and the ``header`` (``config``, ``data``, ``progress``, ``extra``, and ``batch`` for chips of
+    different configurations: plain values)."""
     import safetensors.torch
 
     values, tensors = split_state(state)
@@ -171,6 +172,7 @@ def checkpoint_bytes(state: dict[str, Any], header: dict[str, Any]) -> bytes:
         "torch": torch.__version__,
         "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **{key: dict(header.get(key) or {}) for key in ("config", "data", "progress", "extra")},
+        **({"batch": dict(header["batch"])} if header.get("batch") else {}),
         "values": values,
     }
     state_json = json.dumps(full, separators=(",", ":"))

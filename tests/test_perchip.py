@@ -1,0 +1,112 @@
+"""Chips of one batch that differ in their configuration train each as it would alone."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import analogtrain as at
+from analogtrain.cell import HybridCells
+from analogtrain.config import ChipConfig
+from analogtrain.errors import CheckpointError, ConfigError
+from analogtrain.noise import ChipStreams
+from analogtrain.training import Trainer
+
+QUIET_PCM = {"read_noise_us": 0.0, "read_noise_rel": 0.0, "program_sigma_us": 0.0, "program_sigma_rel": 0.0}
+COMMON = {"chip": {"transfer": {"interval_examples": 100}}}
+
+
+@pytest.fixture(scope="module")
+def data():
+    return at.load_dataset("digits").subset(240, 60)
+
+
+def _config(preset: str, chips: int, extra: dict | None = None) -> at.ExperimentConfig:
+    chip = {k: dict(v) for k, v in COMMON["chip"].items()}
+    for section, values in (extra or {}).items():
+        chip.setdefault(section, {}).update(values)
+    over = {"training": {"chips": chips, "hidden": [16], "epochs": 2, "learning_rate": 0.2, "seed": 5}, "chip": chip}
+    return at.get_preset(preset, over)
+
+
+def _trainer(config, data, **kw) -> Trainer:
+    return Trainer(config, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, **kw)
+
+
+def _chip_state(tr: Trainer, chip: int) -> list[torch.Tensor]:
+    out = []
+    for layer in tr.mlp.layers:
+        out += [t[chip] for t in layer.cells.state_dict().values() if t.dim() > 0 and t.shape[0] == tr.mlp.chips]
+        out.append(layer.update_pulses[chip])
+    return out
+
+
+# (preset, chip-config overrides, chip index) of each chip of the batch
+BATCH = [
+    ("nature2018", None, 0),
+    ("nature2018-held-reference", None, 0),
+    ("nature2018-held-reference", None, 1),
+    ("nature2018-no-inversion", None, 0),
+    ("nature2018-ideal-cmos", None, 0),
+    ("nature2018", {"capacitor": {"leak_time_constant_s": 2e-4}}, 0),
+    ("nature2018-offset", {"transfer": {"tolerance_us": 0.5}}, 2),
+]
+
+
+@pytest.mark.parametrize("compile", ["off", "on"])
+def test_each_chip_of_a_mixed_batch_trains_as_it_would_alone(data, compile):
+    chip_configs = [_config(p, 1, extra).chip for p, extra, _ in BATCH]
+    base = _config("nature2018", len(BATCH))
+    base = base.replace(training=base.training.replace(compile=compile))
+    batch = _trainer(base, data, chip_configs=chip_configs, chip_ids=[i for _, _, i in BATCH])
+    res = batch.train(progress=False)
+    for k, (preset, extra, idx) in enumerate(BATCH):
+        cfg = _config(preset, idx + 1, extra)
+        alone = _trainer(cfg.replace(training=cfg.training.replace(compile=compile)), data)
+        ra = alone.train(progress=False)
+        assert res.final_test_accuracy[k] == ra.final_test_accuracy[idx], (preset, extra, idx)
+        for a, b in zip(_chip_state(alone, idx), _chip_state(batch, k)):
+            assert torch.equal(a, b), (preset, extra, idx)
+
+
+def test_chips_of_a_batch_may_differ_only_where_shapes_and_cell_kind_stay(data):
+    base = _config("nature2018", 2)
+    other = _config("nature2018", 1, {"update": {"pulse_train_length": 15}}).chip
+    with pytest.raises(ConfigError, match=r"chip\.update\.pulse_train_length.*train the others as a separate run"):
+        _trainer(base, data, chip_configs=[base.chip, other])
+    with pytest.raises(ConfigError, match=r"chip\.cell\.kind"):
+        _trainer(base, data, chip_configs=[base.chip, _config("2pcm", 1).chip])
+    with pytest.raises(ConfigError, match="2 but 3 chip indices"):
+        _trainer(base, data, chip_ids=[0, 1, 2])
+
+
+def test_a_batch_checkpoint_resumes_only_the_same_batch(data, tmp_path):
+    base = _config("nature2018", 2)
+    held = _config("nature2018-held-reference", 1).chip
+    tr = _trainer(base, data, chip_configs=[base.chip, held])
+    path = tr.save_checkpoint(tmp_path / "ck.safetensors")
+    again = Trainer.from_checkpoint(path, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes)
+    assert again.chip_configs is not None and again.chip_configs[1].cell.shared_reference == "held"
+    with pytest.raises(CheckpointError, match="chips of the batch"):
+        _trainer(base, data).load_checkpoint(path)
+
+
+def test_each_chip_leaks_with_its_own_time_constant_and_reference():
+    """Two chips, tau 1 ms (leaking reference) and 4 ms (held reference): each relaxes on its own clock."""
+    taus, refs = (1e-3, 4e-3), ("leaking", "held")
+    chips = [ChipConfig.from_dict({"pcm": QUIET_PCM, "capacitor": {"leak_time_constant_s": t},
+                                   "cell": {"shared_reference": r}}) for t, r in zip(taus, refs)]
+    cells = HybridCells(chips[0], (2, 3, 2), ChipStreams([1, 2]), "cpu", chip_configs=chips)
+    cells.v.fill_(0.3)
+    cells._stale = True
+    for _ in range(400):
+        cells.advance_time(5e-6)  # 2 ms in all, across several restarts of the clocks
+    cells.sync()
+    for c, tau in enumerate(taus):
+        want = 0.8 + (0.3 - 0.8) * math.exp(-2e-3 / tau)
+        torch.testing.assert_close(cells.v[c], torch.full_like(cells.v[c], want), rtol=1e-5, atol=1e-6)
+    assert float(cells.v_shared[1].sub(0.5).abs().max()) == 0.0  # held at the reset voltage
+    want_ref = 0.8 + (0.5 - 0.8) * math.exp(-2e-3 / taus[0])
+    torch.testing.assert_close(cells.v_shared[0], torch.full_like(cells.v_shared[0], want_ref), rtol=1e-5, atol=1e-6)
