@@ -274,6 +274,30 @@ def test_interrupted_run_resumes_to_the_same_results(tmp_path, monkeypatch):
         reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, **dict(kw, chips=3))
 
 
+def test_a_run_cut_in_its_first_variant_resumes(tmp_path, monkeypatch):
+    """Before any variant has finished, the run folder already holds the run, so --resume continues
+    the first variant from its checkpoint instead of refusing."""
+    from analogtrain.training import Trainer
+
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    kw = dict(chips=1, quick=True, variants=["nature2018"], limit_train=60, limit_test=40,
+              progress=False, measure_batching=False, checkpoint_every=25)
+    whole = reproduce.run_reproduction("mnist", tmp_path / "whole", **kw)
+    real_save = Trainer.save_checkpoint
+
+    def save_then_interrupt(self, path, extra=None):
+        real_save(self, path, extra)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        reproduce.run_reproduction("mnist", tmp_path / "cut", **kw)
+    monkeypatch.setattr(Trainer, "save_checkpoint", real_save)
+    resumed = reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, **kw)
+    assert resumed.variant("nature2018").final_test_accuracy == whole.variant("nature2018").final_test_accuracy
+
+
 def test_runs_of_one_experiment_merge_into_one_report(tmp_path, monkeypatch, capsys):
     """Variants trained in separate runs share one report; runs that differ in seed or settings do not."""
     from analogtrain import cli

@@ -373,6 +373,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
     else:
         refuse_overwrite(out, "results.json", "reproduce", force)
     previous = _previous_run(out, results) if resume else None
+    if previous is None:  # the run is there from its start, so a run cut in its first variant resumes too
+        results.write(out)
     if previous is not None:
         t_start -= previous.wall_s  # wall time counts the interrupted part too
     try:
