@@ -38,7 +38,7 @@ from analogtrain.training import Trainer
 # Buffers created with torch.empty and always written before they are read: their contents
 # may differ between processes (uninitialised memory) without any effect on the run.
 SCRATCH = ()  # a state dict holds no scratch buffers
-STATE = (".g_plus_us", ".g_minus_us", ".v_c_v", ".v_shared_v", ".polarity", ".w", ".row_clock", ".nu_plus",
+STATE = (".g_plus_us", ".g_minus_us", ".v_c_v", ".v_shared_v", ".polarity", ".w", ".row_clock_s", ".nu_plus",
          ".set_step_plus")
 
 

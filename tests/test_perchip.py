@@ -9,9 +9,10 @@ import torch
 
 import analogtrain as at
 from analogtrain.cell import HybridCells
-from analogtrain.config import ChipConfig
+from analogtrain.config import ChipConfig, UpdateConfig
 from analogtrain.errors import CheckpointError, ConfigError
 from analogtrain.noise import ChipStreams
+from analogtrain.pulses import PulseGenerator
 from analogtrain.training import Trainer
 
 QUIET_PCM = {"read_noise_us": 0.0, "read_noise_rel": 0.0, "program_sigma_us": 0.0, "program_sigma_rel": 0.0}
@@ -110,3 +111,18 @@ def test_each_chip_leaks_with_its_own_time_constant_and_reference():
     assert float(cells.v_shared[1].sub(0.5).abs().max()) == 0.0  # held at the reset voltage
     want_ref = 0.8 + (0.5 - 0.8) * math.exp(-2e-3 / taus[0])
     torch.testing.assert_close(cells.v_shared[0], torch.full_like(cells.v_shared[0], want_ref), rtol=1e-5, atol=1e-6)
+
+
+def test_the_default_chip_indices_are_no_batch(data):
+    base = _config("nature2018", 2)
+    assert _trainer(base, data, chip_ids=[0, 1]).chip_ids is None
+    assert _trainer(base, data, chip_ids=[1, 0]).chip_ids == [1, 0]
+
+
+def test_pulse_counts_draw_from_chip_streams():
+    """Drawn from per-chip streams, a chip's pulse counts do not depend on the chips beside it."""
+    gen = PulseGenerator(UpdateConfig(), pulses_per_unit=20.0)
+    x, d = torch.rand(2, 6), torch.randn(2, 4) * 0.3
+    both = gen.counts(x, d, ChipStreams.seeded(0, [0, 1])).counts
+    alone = gen.counts(x[1:], d[1:], ChipStreams.seeded(0, [1])).counts
+    assert torch.equal(both[1:], alone)

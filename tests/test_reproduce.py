@@ -281,8 +281,8 @@ def test_a_run_cut_in_its_first_variant_resumes(tmp_path, monkeypatch):
 
     monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
     (tmp_path / "empty").mkdir()
-    kw = dict(chips=1, quick=True, variants=["nature2018"], limit_train=60, limit_test=40,
-              progress=False, measure_batching=False, checkpoint_every=25)
+    kw = {"chips": 1, "quick": True, "variants": ["nature2018"], "limit_train": 60, "limit_test": 40,
+          "progress": False, "measure_batching": False, "checkpoint_every": 25}
     whole = reproduce.run_reproduction("mnist", tmp_path / "whole", **kw)
     real_save = Trainer.save_checkpoint
 
@@ -296,6 +296,18 @@ def test_a_run_cut_in_its_first_variant_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "save_checkpoint", real_save)
     resumed = reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, **kw)
     assert resumed.variant("nature2018").final_test_accuracy == whole.variant("nature2018").final_test_accuracy
+
+
+def test_a_run_that_fails_before_training_leaves_no_run_behind(tmp_path, monkeypatch):
+    """Missing data fails before any variant trains: the folder holds no run, so the same command
+    with the data given is not refused as overwriting one."""
+    def no_data(*args, **kwargs):
+        raise DataError("no CIFAR-10 files under DIR; give --data-dir")
+
+    monkeypatch.setattr(reproduce, "prepare_data", no_data)
+    with pytest.raises(DataError):
+        reproduce.run_reproduction("cifar10", tmp_path / "out", quick=True, progress=False)
+    assert not (tmp_path / "out" / "results.json").exists()
 
 
 def test_runs_of_one_experiment_merge_into_one_report(tmp_path, monkeypatch, capsys):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -113,7 +113,7 @@ class UnitCells(Protocol):
         ...
 
 
-CellFactory = Callable[["ChipConfig", tuple[int, int, int], torch.Generator, torch.device | str, torch.dtype],
+CellFactory = Callable[["ChipConfig", tuple[int, int, int], Any, torch.device | str, torch.dtype],
                        UnitCells]
 _T = TypeVar("_T")
 _CELLS: dict[str, Callable[..., UnitCells]] = {}
@@ -122,7 +122,12 @@ _CELLS: dict[str, Callable[..., UnitCells]] = {}
 def register_cell(kind: str) -> Callable[[_T], _T]:
     """Class decorator: make ``chip.cell.kind = kind`` build this class.
 
-    The class is called as ``cls(chip_config, shape, generator, device, dtype)``.
+    The class is called as ``cls(chip_config, shape, generator, device, dtype)``.  ``generator`` is
+    the chips' random streams (:class:`analogtrain.noise.ChipStreams`, one per chip, in the
+    paper's network) or a ``torch.Generator`` (the ``nn`` layers): draw with
+    :func:`analogtrain.noise.randn` (chips first), which takes either, so a chip's draws never
+    depend on the other chips.  Chips of different configurations come as the keyword
+    ``chip_configs`` (a cell that does not take it trains only batches of one configuration).
     """
 
     def deco(cls: _T) -> _T:

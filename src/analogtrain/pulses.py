@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import UpdateConfig
-from .noise import GeneratorNoise, NoiseSource, fires
+from .noise import ChipStreams, GeneratorNoise, NoiseSource, fires
 
 
 @dataclass
@@ -58,11 +58,11 @@ class PulseGenerator:
         events (a cell counts every coincidence it receives); with E = 1 this is the same
         computation, drawing the same random words, as the two-dimensional form.
 
-        ``noise`` is a noise source (:mod:`analogtrain.noise`) or a generator to draw from.
+        ``noise`` is a noise source (:mod:`analogtrain.noise`), or a generator or chip streams to draw from.
         """
         if self.cfg.pulse_mode == "rounded":
             return self._rounded(x, d)
-        if noise is None or isinstance(noise, torch.Generator):
+        if noise is None or isinstance(noise, (torch.Generator, ChipStreams)):
             noise = GeneratorNoise(noise, x.device, x.dtype)
         return self._stochastic(x, d, noise)
 

@@ -109,7 +109,8 @@ class Trainer:
         self.config = config
         #: per-chip configurations and indices of a batch of differing chips (None: chips 0.. of ``config``)
         self.chip_configs = None if chip_configs is None else list(chip_configs)
-        self.chip_ids = None if chip_ids is None else [int(c) for c in chip_ids]
+        ids = None if chip_ids is None else [int(c) for c in chip_ids]
+        self.chip_ids = None if ids == list(range(config.training.chips)) else ids  # the default ids: no batch
         self.device = torch.device(device)
         self.x_train = x_train.to(self.device, torch.float32)
         self.y_train = y_train.to(torch.int64)
@@ -475,7 +476,7 @@ class Trainer:
         ck = path if isinstance(path, Checkpoint) else read_checkpoint(path)
         # the saved config as this version reads it: a setting added since then takes its default
         diff = first_difference(_config_of(ck).to_dict(), self.config.to_dict())
-        if diff is None and ck.state.get("batch", {}) != self._batch_record():
+        if diff is None and _batch_of(ck) != self._batch_record():
             diff = "the chips of the batch (their configurations or indices)"
         if diff is not None:
             raise CheckpointError(f"checkpoint {ck.path} was written with another config (they differ at "
@@ -498,7 +499,7 @@ class Trainer:
         """A trainer rebuilt from the config saved at ``path`` and the given data, with the saved
         state restored; ``train()`` continues the run."""
         ck = read_checkpoint(path)
-        batch = ck.state.get("batch") or {}
+        batch = _batch_of(ck)
         chip_configs = batch.get("chip_configs")
         trainer = cls(_config_of(ck), x_train, y_train, x_test, y_test, n_classes, device=device,
                       chip_configs=None if chip_configs is None else [ChipConfig.from_dict(c) for c in chip_configs],
@@ -609,6 +610,18 @@ class Trainer:
                 "p90_total": float(total.flatten().kthvalue(max(1, int(0.9 * total.numel()))).values),
             })
         return out
+
+
+def _batch_of(ck: Checkpoint) -> dict[str, Any]:
+    """The batch a checkpoint records (empty for a plain run), its chip configurations validated and
+    written out in full as this version writes them, so that a setting added since compares equal."""
+    batch = dict(ck.state.get("batch") or {})
+    if "chip_configs" in batch:
+        try:
+            batch["chip_configs"] = [ChipConfig.from_dict(c).to_dict() for c in batch["chip_configs"]]
+        except ConfigError as exc:
+            raise CheckpointError(f"checkpoint {ck.path} holds an invalid chip configuration: {exc}") from None
+    return batch
 
 
 def _config_of(ck: Checkpoint) -> ExperimentConfig:

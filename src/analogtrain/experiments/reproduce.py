@@ -373,8 +373,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
     else:
         refuse_overwrite(out, "results.json", "reproduce", force)
     previous = _previous_run(out, results) if resume else None
-    if previous is None:  # the run is there from its start, so a run cut in its first variant resumes too
-        results.write(out)
+    started = previous is not None  # results.json is in the folder (written before the first variant trains)
     if previous is not None:
         t_start -= previous.wall_s  # wall time counts the interrupted part too
     try:
@@ -416,6 +415,9 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                 results.write(out)
                 checkpoint_path(out, exp, variant).unlink(missing_ok=True)
 
+            if not started:  # from here on the folder holds the run, so a run cut in its first variant resumes
+                results.write(out)
+                started = True
             args = (settings, data, chips, seed, device)
             rest = (out, exp, compile_mode, checkpoint_every, resume)
             if jobs > 1 and len(todo) > 1:
