@@ -95,6 +95,13 @@ class ChipStreams:
 Streams = torch.Generator | ChipStreams | None
 
 
+def _chips_first(streams: ChipStreams, shape: Sequence[int]) -> tuple[int, ...]:
+    """The per-chip part of ``shape``, after checking that its first dimension is the chips."""
+    if shape[0] != len(streams):
+        raise ValueError(f"a draw from {len(streams)} chip streams needs the chips first, got {tuple(shape)}")
+    return tuple(shape[1:])
+
+
 def randn(shape: Sequence[int], generator: Streams, device, dtype: torch.dtype,
           chips: Sequence[bool] | None = None) -> torch.Tensor:
     """Standard normals of ``shape``.  From :class:`ChipStreams`, chip c's slice ``[c]`` comes from
@@ -102,9 +109,7 @@ def randn(shape: Sequence[int], generator: Streams, device, dtype: torch.dtype,
     slices are zero.  From a ``torch.Generator`` (or None: torch's default), one draw."""
     if not isinstance(generator, ChipStreams):
         return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
-    if shape[0] != len(generator):
-        raise ValueError(f"a draw from {len(generator)} chip streams needs the chips first, got {tuple(shape)}")
-    sub = tuple(shape[1:])
+    sub = _chips_first(generator, shape)
     return torch.stack([
         torch.randn(sub, generator=g, device=device, dtype=dtype) if chips is None or chips[c]
         else torch.zeros(sub, device=device, dtype=dtype)
@@ -114,9 +119,7 @@ def randn(shape: Sequence[int], generator: Streams, device, dtype: torch.dtype,
 def words(shape: Sequence[int], generator: Streams, device) -> torch.Tensor:
     """Random 16-bit words of ``shape`` (:func:`draw_words`); per chip from :class:`ChipStreams`."""
     if isinstance(generator, ChipStreams):
-        if shape[0] != len(generator):
-            raise ValueError(f"a draw from {len(generator)} chip streams needs the chips first, got {tuple(shape)}")
-        n = math.prod(shape[1:])
+        n = math.prod(_chips_first(generator, shape))
         return torch.stack([draw_words(n, g, device) for g in generator.generators]).view(tuple(shape))
     return draw_words(math.prod(shape), generator, device).view(tuple(shape))
 
@@ -165,3 +168,11 @@ class BufferNoise:
 
 
 NoiseSource = GeneratorNoise | BufferNoise
+
+
+def noise_source(rng: Streams | NoiseSource, device: torch.device | str, dtype: torch.dtype) -> NoiseSource:
+    """``rng`` as a noise source: a noise source as it is, a generator or chip streams (or None:
+    torch's default generator) wrapped in a :class:`GeneratorNoise`."""
+    if rng is None or isinstance(rng, (torch.Generator, ChipStreams)):
+        return GeneratorNoise(rng, device, dtype)
+    return rng

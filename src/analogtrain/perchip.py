@@ -74,8 +74,3 @@ def per_chip(base: ChipConfig, chips: Sequence[ChipConfig] | None, field: str, n
     if field == "cell.shared_reference":
         values = [v == "leaking" for v in values]
     return torch.tensor([float(v) for v in values], device=device, dtype=dtype)
-
-
-def uniform(chips: Sequence[ChipConfig] | None, field: str) -> bool:
-    """True when every chip has the same value of ``field`` (or there is no per-chip list)."""
-    return chips is None or len({repr(_get(c, field)) for c in chips}) == 1

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .config import UpdateConfig
-from .noise import ChipStreams, GeneratorNoise, NoiseSource, fires
+from .noise import NoiseSource, fires, noise_source
 
 
 @dataclass
@@ -62,9 +62,7 @@ class PulseGenerator:
         """
         if self.cfg.pulse_mode == "rounded":
             return self._rounded(x, d)
-        if noise is None or isinstance(noise, (torch.Generator, ChipStreams)):
-            noise = GeneratorNoise(noise, x.device, x.dtype)
-        return self._stochastic(x, d, noise)
+        return self._stochastic(x, d, noise_source(noise, x.device, x.dtype))
 
     def _rounded(self, x, d) -> PulseBatch:
         limit = float(self.cfg.pulse_train_length)

@@ -460,7 +460,7 @@ class Trainer:
         st = self.state
         header = {
             "config": self.config.to_dict(),
-            **({"batch": self._batch_record()} if self._batch_record() else {}),
+            "batch": self._batch_record(),  # empty for a plain run: not written
             "data": {"n_train": int(self.x_train.shape[0]), "n_test": int(self.x_test.shape[0]),
                      "n_inputs": int(self.x_train.shape[1]), "n_classes": int(self.n_classes),
                      "sha256": self.data_fingerprint()},

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import PCMConfig
-from ..noise import ChipStreams, NoiseSource, Streams, randn
+from ..noise import NoiseSource, Streams, noise_source, randn
 
 
 @dataclass
@@ -154,10 +154,7 @@ class PCMDevice:
         step = cfg.set_step_us * step_factor * headroom.pow_(cfg.set_step_nonlinearity)
         mean = n_pulses * step
         if cfg.set_step_sigma_rel > 0:
-            if generator is None or isinstance(generator, (torch.Generator, ChipStreams)):
-                noise = randn(g.shape, generator, g.device, g.dtype)
-            else:
-                noise = generator.normal(tuple(g.shape))
+            noise = noise_source(generator, g.device, g.dtype).normal(tuple(g.shape))
             dg = mean + noise * (cfg.set_step_sigma_rel * step) * n_pulses.sqrt()
             dg.clamp_(min=0.0)
         else:
