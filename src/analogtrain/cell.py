@@ -36,11 +36,16 @@ import torch
 from .config import ChipConfig
 from .devices import Capacitor3T1C, PCMDevice
 from .interface import TransferStats, register_cell
-from .noise import randn
+from .noise import ChipStreams, randn
 from .perchip import per_chip
 
 #: version of the named state of the cells (state_dict); bumped when names or meanings change
 CELL_STATE_VERSION = 2  # 2: row clocks in seconds (row_clock_s); version 1 kept them in units of tau
+
+#: closed-loop programming works on groups of chips of at most this many devices (at least one
+#: chip), so its temporaries (about ten full-shape tensors per tuning iteration, and both devices'
+#: results) do not set a many-chip run's peak memory; per-chip streams leave every result unchanged
+TUNE_GROUP_DEVICES = 1 << 18
 
 #: chip time (s) after which the deferred leakage is brought up to date and the clocks restart, so
 #: float32 clocks in seconds keep a resolution far below any leak time constant
@@ -50,6 +55,13 @@ REBASE_AFTER_S = 1e-3
 def _col(t: torch.Tensor) -> torch.Tensor:
     """A per-column tensor [C, cols] broadcast over rows: [C, 1, cols]."""
     return t.unsqueeze(1)
+
+
+def _chip_totals(t: torch.Tensor) -> torch.Tensor:
+    """Per-chip sums [C] (int64) of an integer or bool tensor [C, ...], summed along its last dimension
+    in int32 first, so no full-shape int64 copy is made (a row's sum stays far below 2**31)."""
+    rows = t.sum(dim=-1, dtype=torch.int32) if t.dim() > 1 else t.to(torch.int32)
+    return rows.reshape(rows.shape[0], -1).sum(dim=1, dtype=torch.int64) if rows.dim() > 0 else rows.to(torch.int64)
 
 
 class _PCMPair:
@@ -105,8 +117,10 @@ class _PCMPair:
         gp, gm = self.effective_conductances()
         f = self.cfg.cell.gain_f
         torch.sub(gp, gm, out=self.w_pcm_us).mul_(f)
-        sp, sm = self.pcm.read_sigma_us(gp), self.pcm.read_sigma_us(gm)
-        torch.add(sp * sp, sm * sm, out=self.read_var_us2).mul_(f * f)
+        sp = self.pcm.read_sigma_us(gp)
+        sp.mul_(sp)
+        sm = self.pcm.read_sigma_us(gm)
+        torch.add(sp, sm.mul_(sm), out=self.read_var_us2).mul_(f * f)
 
     def read_pcm_weight_us(self, cols: torch.Tensor | None = None, chips: list[bool] | None = None) -> torch.Tensor:
         """A noisy read of F (G+ - G-), for the given columns (all if None), as the transfer reads it
@@ -119,41 +133,54 @@ class _PCMPair:
         return self.cfg.cell.gain_f * (self.pcm.read(gp, self.generator, n, chips)
                                        - self.pcm.read(gm, self.generator, n, chips))
 
-    def _tune_pair(self, target_w_us: torch.Tensor, chips: list[bool] | None = None):
-        """RESET both devices and tune the one on the target's side so F(G+ - G-) ~ target
-        (``chips``: only the flagged chips' pairs)."""
+    def _chip_groups(self, cells_per_chip: int) -> list[tuple[int, int]]:
+        """Chip ranges [a, b) to program one at a time: at most ``TUNE_GROUP_DEVICES`` devices each
+        (at least one chip), so closed-loop tuning's temporaries stay small beside the state.
+        With per-chip streams a chip's draws do not depend on its group; with one generator for
+        all chips, they would, so then all chips form one group."""
+        c = self.shape[0]
+        if not isinstance(self.generator, ChipStreams):
+            return [(0, c)]
+        size = max(1, TUNE_GROUP_DEVICES // max(1, cells_per_chip))
+        return [(a, min(a + size, c)) for a in range(0, c, size)]
+
+    def _tune_pair(self, target_w_us: torch.Tensor, a: int, b: int, chips: list[bool] | None = None):
+        """RESET both devices and tune the one on the target's side so F(G+ - G-) ~ target, for
+        chips ``a`` .. ``b-1`` (``target_w_us`` holds theirs; ``chips``: only the flagged chips' pairs,
+        one flag per chip of the array).  Returns G+, G-, pulses and unconverged devices per pair."""
         p = self.cfg.pcm
         t = self.cfg.transfer
+        gen = self.generator.subset(a, b) if isinstance(self.generator, ChipStreams) else self.generator
+        tol = self._tolerance_us[a:b]
+        flags = None if chips is None else list(chips)[a:b]
         target_g = target_w_us / self.cfg.cell.gain_f
-        plus = self.pcm.tune(p.g_reset_us + target_g.clamp(min=0), self._tolerance_us, t.max_iterations,
-                             self.generator, t.reads_averaged, chips)
-        minus = self.pcm.tune(p.g_reset_us + (-target_g).clamp(min=0), self._tolerance_us, t.max_iterations,
-                              self.generator, t.reads_averaged, chips)
-        pulses = (plus.pulses + minus.pulses).to(torch.int64)
-        unconverged = (~plus.converged).to(torch.int64) + (~minus.converged).to(torch.int64)
+        plus = self.pcm.tune(target_g.clamp(min=0).add_(p.g_reset_us), tol, t.max_iterations, gen,
+                             t.reads_averaged, flags)
+        minus = self.pcm.tune(target_g.neg_().clamp_(min=0).add_(p.g_reset_us), tol, t.max_iterations, gen,
+                              t.reads_averaged, flags)
+        del target_g
+        pulses = plus.pulses.add_(minus.pulses)  # int32, in place
+        unconverged = plus.converged.logical_not().to(torch.int32).add_(minus.converged.logical_not())
         return plus.conductance_us, minus.conductance_us, pulses, unconverged
-
-    @staticmethod
-    def _stats(pulses: torch.Tensor, unconverged: torch.Tensor, columns: int, cells_per_chip: int) -> TransferStats:
-        per_chip = pulses.sum(dim=tuple(range(1, pulses.dim())))
-        return TransferStats(
-            columns=columns,
-            cells=cells_per_chip,
-            tuning_pulses=int(per_chip.sum()),
-            unconverged=int(unconverged.sum()),
-            per_chip_pulses=[int(v) for v in per_chip],
-        )
 
     def program_pair(self, target_w_us: torch.Tensor, cols: torch.Tensor | None) -> TransferStats:
         """Program the pairs of the given columns (all if None) to ``target_w_us`` (their shape)."""
-        gp, gm, pulses, unconverged = self._tune_pair(target_w_us)
+        per_chip: list[int] = []
+        unconverged = 0
+        for a, b in self._chip_groups(int(target_w_us[0].numel())):
+            gp, gm, pulses, unc = self._tune_pair(target_w_us[a:b], a, b)
+            if cols is None:
+                self.g_plus[a:b] = gp
+                self.g_minus[a:b] = gm
+            else:
+                self.g_plus[a:b, :, cols] = gp
+                self.g_minus[a:b, :, cols] = gm
+            per_chip += _chip_totals(pulses).tolist()
+            unconverged += int(_chip_totals(unc).sum())
+            del gp, gm, pulses, unc
         if cols is None:
-            self.g_plus.copy_(gp)
-            self.g_minus.copy_(gm)
             self.programmed_at_s.fill_(self.time_s)
         else:
-            self.g_plus[:, :, cols] = gp
-            self.g_minus[:, :, cols] = gm
             self.programmed_at_s[:, cols] = self.time_s
         if self.drift:  # a newly programmed device drifts with a newly drawn exponent
             if cols is None:
@@ -162,7 +189,8 @@ class _PCMPair:
                 sub = (self.shape[0], self.shape[1], int(cols.numel()))
                 self.nu_plus[:, :, cols] = self._draw_nu(sub)
                 self.nu_minus[:, :, cols] = self._draw_nu(sub)
-        return self._stats(pulses, unconverged, int(target_w_us.shape[2]), int(target_w_us[0].numel()))
+        return TransferStats(columns=int(target_w_us.shape[2]), cells=int(target_w_us[0].numel()),
+                             tuning_pulses=sum(per_chip), unconverged=unconverged, per_chip_pulses=per_chip)
 
     def program_pair_masked(self, target_w_us: torch.Tensor, mask: torch.Tensor,
                             chips: list[bool] | None = None) -> TransferStats:
@@ -171,11 +199,18 @@ class _PCMPair:
 
         Drift bookkeeping stays per column, so a refreshed pair keeps its column's age.
         """
-        gp, gm, pulses, unconverged = self._tune_pair(target_w_us, chips)
-        self.g_plus.copy_(torch.where(mask, gp, self.g_plus))
-        self.g_minus.copy_(torch.where(mask, gm, self.g_minus))
-        m = mask.to(torch.int64)
-        return self._stats(pulses * m, unconverged * m, 0, int(mask.sum()))
+        per_chip: list[int] = []
+        unconverged = 0
+        for a, b in self._chip_groups(int(target_w_us[0].numel())):
+            gp, gm, pulses, unc = self._tune_pair(target_w_us[a:b], a, b, chips)
+            m = mask[a:b]
+            self.g_plus[a:b] = torch.where(m, gp, self.g_plus[a:b])
+            self.g_minus[a:b] = torch.where(m, gm, self.g_minus[a:b])
+            per_chip += _chip_totals(pulses.mul_(m)).tolist()
+            unconverged += int(_chip_totals(unc.mul_(m)).sum())
+            del gp, gm, pulses, unc
+        return TransferStats(columns=0, cells=int(_chip_totals(mask).sum()), tuning_pulses=sum(per_chip),
+                             unconverged=unconverged, per_chip_pulses=per_chip)
 
     # -- named state ------------------------------------------------------------------------
     def _pair_tensors(self) -> dict[str, torch.Tensor]:

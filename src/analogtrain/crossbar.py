@@ -29,7 +29,7 @@ from ._ops import rowblock_mv
 from .config import ChipConfig
 from .errors import ConfigError
 from .interface import TransferStats, UnitCells, cell_class
-from .noise import GeneratorNoise, NoiseSource
+from .noise import ChipStreams, GeneratorNoise, NoiseSource
 from .periphery import Periphery
 from .pulses import PulseGenerator
 
@@ -128,8 +128,14 @@ class AnalogCrossbar:
             out.add_(noise.normal(tuple(out.shape)), alpha=sigma * self.scale_us)
         return out
 
-    def _noise(self) -> GeneratorNoise:
-        return GeneratorNoise(self.generator, self.device, self.dtype)
+    def _noise(self, chips: tuple[int, int] | None = None) -> GeneratorNoise:
+        """Draws from the layer's generator; ``chips`` (a, b): from chips a .. b-1's streams only."""
+        gen = self.generator
+        if chips is not None:
+            if not isinstance(gen, ChipStreams):
+                raise ValueError("reading a range of chips needs per-chip streams")
+            gen = gen.subset(*chips)
+        return GeneratorNoise(gen, self.device, self.dtype)
 
     def input_(self, x: torch.Tensor) -> torch.Tensor:
         """Row inputs as the DAC sets them: ``x`` [chips, batch, n_in] plus the bias row (a new tensor)."""
@@ -162,25 +168,33 @@ class AnalogCrossbar:
         normals += self.cells.update_normals(c * active_rows * self.n_out)
         return self.pulse_gen.words_needed(c, active_rows, self.n_out), normals
 
-    def forward(self, x: torch.Tensor, remember: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, remember: bool = False, chips: tuple[int, int] | None = None) -> torch.Tensor:
         """Column outputs for row inputs ``x`` [chips, batch, n_in] (weight * input units).
 
         With ``remember`` (training, batch 1) the step is kept for :meth:`update`, and when few
         inputs are non-zero only their rows are read (the others contribute nothing).
+        ``chips`` (a, b): read chips a .. b-1 only (``x`` holds their inputs; per-chip streams),
+        so an evaluation can go a group of chips at a time.
         """
         xa = self.input_(x)
         if remember:
+            if chips is not None:
+                raise ValueError("a training step reads every chip")
             y, self._ctx = self.train_forward(xa, self.active_rows(xa), self._noise())
             return y
-        noise = self._noise()
-        return self.read(xa, noise)
+        return self.read(xa, self._noise(chips), chips)
 
-    def read(self, xa: torch.Tensor, noise: NoiseSource | None = None) -> torch.Tensor:
-        """Forward read of DAC'd row inputs ``xa`` [chips, batch, rows] -> column outputs (weight units)."""
-        noise = self._noise() if noise is None else noise
-        y = torch.bmm(xa, self.cells.weight_us())
+    def read(self, xa: torch.Tensor, noise: NoiseSource | None = None,
+             chips: tuple[int, int] | None = None) -> torch.Tensor:
+        """Forward read of DAC'd row inputs ``xa`` [chips, batch, rows] -> column outputs (weight units);
+        ``chips`` (a, b): of chips a .. b-1 (``xa`` holds theirs)."""
+        noise = self._noise(chips) if noise is None else noise
+        w, var = self.cells.weight_us(), self.cells.read_var_us2
+        if chips is not None:
+            w, var = w[chips[0]:chips[1]], var[chips[0]:chips[1]]
+        y = torch.bmm(xa, w)
         if self.noisy_read:
-            self._read_noise(xa, self.cells.read_var_us2, y, False, noise)
+            self._read_noise(xa, var, y, False, noise)
         self._output_noise(y, noise)
         return self.periphery.forward_output_(y, 1.0 / self.scale_us)
 
@@ -333,11 +347,12 @@ class DigitalCrossbar:
     def noise_demand(self, active_rows: int, backward: bool) -> tuple[int, int]:  # noqa: ARG002
         return 0, 0
 
-    def forward(self, x: torch.Tensor, remember: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, remember: bool = False, chips: tuple[int, int] | None = None) -> torch.Tensor:
         xa = _with_bias(x)
         if remember:
             self._x_last = xa
-        return torch.bmm(xa, self.w.transpose(1, 2))
+        w = self.w if chips is None else self.w[chips[0]:chips[1]]
+        return torch.bmm(xa, w.transpose(1, 2))
 
     def backward(self, d: torch.Tensor) -> torch.Tensor:
         return torch.bmm(d, self.w)[..., :-1]

@@ -26,6 +26,15 @@ Layer = AnalogCrossbar | DigitalCrossbar
 #: size, stride and alignment on each call (~60 checks per step), which the guards of
 #: torch.compile already establish before the call.  The end-to-end gain was within this
 #: machine's run-to-run noise (a few percent at most).
+#: an evaluation reads a group of chips at a time whose temporaries (the DAC'd inputs, their
+#: squares for the read noise, outputs and noise: about six float32 tensors of batch x widest
+#: layer per chip) stay within EVAL_BYTES_PER_CELL bytes per cell of the network's chips (an
+#: eighth of the state's ~40), or EVAL_MIN_GROUP_BYTES where that is more, so evaluating many
+#: chips does not set a run's peak memory while large batches still go in a few groups.  With
+#: per-chip streams every chip's result is the same in any group.
+EVAL_BYTES_PER_CELL = 5
+EVAL_MIN_GROUP_BYTES = 16 * 2**20
+
 COMPILE_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
 
 
@@ -75,18 +84,21 @@ class MLP:
         return self.layers[0].chips
 
     def forward(self, x: torch.Tensor, remember: bool = False, clip_limits: Sequence[float] | None = None,
-                clip_counts: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                clip_counts: list[torch.Tensor] | None = None,
+                chips: tuple[int, int] | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits [chips, batch, classes] and the hidden activations.
 
         With ``clip_limits`` (one per layer), ``clip_counts[i]`` [chips] is increased by the number
-        of layer i's forward outputs with |z| >= its limit.
+        of layer i's forward outputs with |z| >= its limit.  ``chips`` (a, b): chips a .. b-1 only
+        (``x`` holds their inputs; ``clip_counts`` stay one entry per chip of the network).
         """
         h = x
         hidden: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
-            z = layer.forward(h, remember=remember)
+            z = layer.forward(h, remember=remember) if chips is None else layer.forward(h, chips=chips)
             if clip_limits is not None:
-                clip_counts[i] += (z.abs() >= clip_limits[i]).flatten(1).sum(dim=1)
+                counts = clip_counts[i] if chips is None else clip_counts[i][chips[0]:chips[1]]
+                counts += (z.abs() >= clip_limits[i]).flatten(1).sum(dim=1)
             if i < len(self.layers) - 1:
                 h = self._act(z)
                 hidden.append(h)
@@ -208,17 +220,33 @@ class MLP:
         [chips] is the fraction of layer i's forward outputs with |z| >= its limit.
         """
         counts = [torch.zeros(self.chips, dtype=torch.float64, device=x.device) for _ in self.layers]
-        out = []
-        for start in range(0, x.shape[0], batch):
-            xb = x[start:start + batch].unsqueeze(0).expand(self.chips, -1, -1)
-            logits, _ = self.forward(xb, clip_limits=clip_limits, clip_counts=counts)
-            if check_finite and not bool(torch.isfinite(logits).all()):
-                raise FloatingPointError("non-finite network outputs")
-            out.append(logits.argmax(dim=-1))
-        pred = torch.cat(out, dim=1)
+        groups = []
+        for chips in self._eval_groups(min(batch, max(1, x.shape[0]))):
+            out = []
+            for start in range(0, x.shape[0], batch):
+                xb = x[start:start + batch].unsqueeze(0).expand(chips[1] - chips[0], -1, -1)
+                logits, _ = self.forward(xb, clip_limits=clip_limits, clip_counts=counts,
+                                         chips=None if chips == (0, self.chips) else chips)
+                if check_finite and not bool(torch.isfinite(logits).all()):
+                    raise FloatingPointError("non-finite network outputs")
+                out.append(logits.argmax(dim=-1))
+            groups.append(torch.cat(out, dim=1))
+        pred = torch.cat(groups, dim=0)
         if clip_limits is None:
             return pred
         return pred, [c / (x.shape[0] * layer.n_out) for c, layer in zip(counts, self.layers)]
+
+    def _eval_groups(self, batch: int) -> list[tuple[int, int]]:
+        """Chip ranges [a, b) an evaluation of ``batch`` inputs at a time reads one after another
+        (:data:`EVAL_BYTES_PER_CELL`); one group of all chips without per-chip streams."""
+        c = self.chips
+        if not isinstance(self.generator, ChipStreams):
+            return [(0, c)]
+        widest = max(max(layer.rows, layer.n_out) for layer in self.layers)
+        cells = sum(layer.rows * layer.n_out for layer in self.layers)
+        budget = max(EVAL_MIN_GROUP_BYTES, EVAL_BYTES_PER_CELL * c * cells)
+        size = max(1, budget // (6 * 4 * batch * widest))
+        return [(a, min(a + size, c)) for a in range(0, c, size)]
 
     def output_clipping(self, x: torch.Tensor, limits: Sequence[float], batch: int = 1000) -> list[torch.Tensor]:
         """Per layer, the fraction [chips] of forward outputs with |z| >= that layer's ``limits`` entry,

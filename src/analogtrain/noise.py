@@ -81,6 +81,13 @@ class ChipStreams:
     def __len__(self) -> int:
         return len(self.generators)
 
+    def subset(self, start: int, stop: int) -> ChipStreams:
+        """The streams of chips ``start .. stop-1``: the same generators (drawing from the subset
+        advances them), for work done a group of chips at a time."""
+        sub = ChipStreams.__new__(ChipStreams)
+        sub.device, sub.seeds, sub.generators = self.device, self.seeds[start:stop], self.generators[start:stop]
+        return sub
+
     def get_state(self) -> torch.Tensor:
         return torch.stack([g.get_state() for g in self.generators])
 
@@ -109,11 +116,14 @@ def randn(shape: Sequence[int], generator: Streams, device, dtype: torch.dtype,
     slices are zero.  From a ``torch.Generator`` (or None: torch's default), one draw."""
     if not isinstance(generator, ChipStreams):
         return torch.randn(tuple(shape), generator=generator, device=device, dtype=dtype)
-    sub = _chips_first(generator, shape)
-    return torch.stack([
-        torch.randn(sub, generator=g, device=device, dtype=dtype) if chips is None or chips[c]
-        else torch.zeros(sub, device=device, dtype=dtype)
-        for c, g in enumerate(generator.generators)])
+    _chips_first(generator, shape)
+    out = torch.empty(tuple(shape), device=device, dtype=dtype)
+    for c, g in enumerate(generator.generators):  # each chip's draw straight into its slice (no copy)
+        if chips is None or chips[c]:
+            out[c].normal_(generator=g)
+        else:
+            out[c].zero_()
+    return out
 
 
 def words(shape: Sequence[int], generator: Streams, device) -> torch.Tensor:

@@ -80,12 +80,11 @@ class Capacitor3T1C:
         step = c.step_at_reset_v
         rel = c.current_mismatch_rel if current_mismatch_rel is None else current_mismatch_rel
 
-        def factors() -> torch.Tensor:
-            f = 1.0 + rel * randn(shape, generator, device, dtype)
-            return f.clamp_(min=0.0)
+        def steps() -> torch.Tensor:  # step * max(1 + rel z, 0), in place on the draw
+            return randn(shape, generator, device, dtype).mul_(rel).add_(1.0).clamp_(min=0.0).mul_(step)
 
-        up = step * factors()
-        down = step * factors()
+        up = steps()
+        down = steps()
         vt = self.draw_thresholds(shape, generator, device, dtype, threshold_mismatch_v)
         return CapacitorMismatch(up, down, vt)
 
@@ -94,7 +93,7 @@ class Capacitor3T1C:
         """V_T of read transistors (of the cells, or of the reference cells)."""
         c = self.cfg
         sigma = c.read_threshold_mismatch_v if threshold_mismatch_v is None else threshold_mismatch_v
-        return c.read_threshold_v + sigma * randn(shape, generator, device, dtype)
+        return randn(shape, generator, device, dtype).mul_(sigma).add_(c.read_threshold_v)
 
     # -- read --------------------------------------------------------------------------
     def conductance_us(self, v: torch.Tensor, threshold_v: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
