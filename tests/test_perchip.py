@@ -126,3 +126,28 @@ def test_pulse_counts_draw_from_chip_streams():
     both = gen.counts(x, d, ChipStreams.seeded(0, [0, 1])).counts
     alone = gen.counts(x[1:], d[1:], ChipStreams.seeded(0, [1])).counts
     assert torch.equal(both[1:], alone)
+
+
+def test_a_batch_result_splits_into_the_results_of_its_chips(data):
+    """A result of chips of several configurations, split by chip, gives each configuration
+    what a run of only its chips gives: accuracies, update and programming pulse counts, cost."""
+    from analogtrain.cost.cli import training_cost
+
+    base, held = _config("nature2018", 4), _config("nature2018-held-reference", 2)
+    batch = _trainer(base, data, chip_configs=[base.chip, held.chip, base.chip, held.chip], chip_ids=[0, 0, 1, 1])
+    batch.train(epochs=1, progress=False)
+    whole = batch.results()
+    alone = _trainer(held, data)
+    alone.train(epochs=1, progress=False)
+    mine = alone.results()
+    split = whole.select_chips([1, 3], config=held.to_dict())
+    assert split.chips == 2 and split.transfers == mine.transfers > 0
+    assert split.final_test_accuracy == mine.final_test_accuracy
+    for name in ("initial_programming_pulses", "transfer_tuning_pulses", "transfer_unconverged_devices",
+                 "occasional_reset_pulses", "update_pulses", "saturated_updates", "per_chip_counts"):
+        assert getattr(split, name) == getattr(mine, name), name
+    assert split.history[-1].layers == mine.history[-1].layers
+    assert training_cost(split, held.chip) == training_cost(mine, held.chip)
+    assert sum(whole.transfer_tuning_pulses) == sum(map(sum, whole.per_chip_counts["transfer_tuning_pulses"]))
+    with pytest.raises(ValueError, match="not chips of this 4-chip result"):
+        whole.select_chips([4])

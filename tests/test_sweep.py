@@ -207,3 +207,28 @@ def test_asha_runs_points_as_tune_trials_and_reports_them(tmp_path, local_ray):
     for r in rows:
         assert r["stopped_early"] or r["epochs_completed"] == 2
     assert "Points" in (tmp_path / "a" / "report.md").read_text()
+
+
+def test_points_that_differ_only_per_chip_train_as_one_batch_with_the_same_rows(tmp_path, local_ray):
+    """group = 4: points that differ only in per-chip parameters (the leak time constant) train as
+    one batch; the pulse-train length changes the arrays, so its points form separate groups.
+    Every point's accuracies and cost equal those of the point trained alone."""
+    from analogtrain.sweep.point import group_points
+
+    spec = parse_spec({**SMALL, "group": 4})
+    pts = [p.to_dict() for p in spec.points()]
+    groups = group_points(spec.to_dict(), pts, spec.group)
+    assert sorted(map(len, groups)) == [2, 2]
+    assert all(len({p["values"]["chip.update.pulse_train_length"] for p in g}) == 1 for g in groups)
+    run_sweep(spec, tmp_path / "grouped", progress=False)
+    run_sweep(parse_spec(SMALL), tmp_path / "alone", progress=False)
+    grouped = {(r["point"], r["chip"]): r for r in read_table(tmp_path / "grouped")}
+    alone = {(r["point"], r["chip"]): r for r in read_table(tmp_path / "alone")}
+    assert grouped.keys() == alone.keys() and len(grouped) == 8
+    for k, r in grouped.items():
+        assert r["status"] == "done" and r["batched_with"] == 2 and alone[k]["batched_with"] == 1
+        assert r["energy_per_image_j"] > 0
+        for col in ("final_accuracy", "accuracy_per_epoch", "energy_per_image_j", "chip_time_per_image_s"):
+            assert r[col] == alone[k][col], (k, col)
+    with pytest.raises(ConfigError, match="group = N needs method"):
+        parse_spec({**SMALL, "group": 2, "method": "asha", "samples": 2})

@@ -166,7 +166,7 @@ class _PCMPair:
     def program_pair(self, target_w_us: torch.Tensor, cols: torch.Tensor | None) -> TransferStats:
         """Program the pairs of the given columns (all if None) to ``target_w_us`` (their shape)."""
         per_chip: list[int] = []
-        unconverged = 0
+        unconverged: list[int] = []
         for a, b in self._chip_groups(int(target_w_us[0].numel())):
             gp, gm, pulses, unc = self._tune_pair(target_w_us[a:b], a, b)
             if cols is None:
@@ -176,7 +176,7 @@ class _PCMPair:
                 self.g_plus[a:b, :, cols] = gp
                 self.g_minus[a:b, :, cols] = gm
             per_chip += _chip_totals(pulses).tolist()
-            unconverged += int(_chip_totals(unc).sum())
+            unconverged += _chip_totals(unc).tolist()
             del gp, gm, pulses, unc
         if cols is None:
             self.programmed_at_s.fill_(self.time_s)
@@ -190,7 +190,8 @@ class _PCMPair:
                 self.nu_plus[:, :, cols] = self._draw_nu(sub)
                 self.nu_minus[:, :, cols] = self._draw_nu(sub)
         return TransferStats(columns=int(target_w_us.shape[2]), cells=int(target_w_us[0].numel()),
-                             tuning_pulses=sum(per_chip), unconverged=unconverged, per_chip_pulses=per_chip)
+                             tuning_pulses=sum(per_chip), unconverged=sum(unconverged), per_chip_pulses=per_chip,
+                             per_chip_unconverged=unconverged)
 
     def program_pair_masked(self, target_w_us: torch.Tensor, mask: torch.Tensor,
                             chips: list[bool] | None = None) -> TransferStats:
@@ -200,17 +201,17 @@ class _PCMPair:
         Drift bookkeeping stays per column, so a refreshed pair keeps its column's age.
         """
         per_chip: list[int] = []
-        unconverged = 0
+        unconverged: list[int] = []
         for a, b in self._chip_groups(int(target_w_us[0].numel())):
             gp, gm, pulses, unc = self._tune_pair(target_w_us[a:b], a, b, chips)
             m = mask[a:b]
             self.g_plus[a:b] = torch.where(m, gp, self.g_plus[a:b])
             self.g_minus[a:b] = torch.where(m, gm, self.g_minus[a:b])
             per_chip += _chip_totals(pulses.mul_(m)).tolist()
-            unconverged += int(_chip_totals(unc.mul_(m)).sum())
+            unconverged += _chip_totals(unc.mul_(m)).tolist()
             del gp, gm, pulses, unc
         return TransferStats(columns=0, cells=int(_chip_totals(mask).sum()), tuning_pulses=sum(per_chip),
-                             unconverged=unconverged, per_chip_pulses=per_chip)
+                             unconverged=sum(unconverged), per_chip_pulses=per_chip, per_chip_unconverged=unconverged)
 
     # -- named state ------------------------------------------------------------------------
     def _pair_tensors(self) -> dict[str, torch.Tensor]:

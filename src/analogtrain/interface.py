@@ -38,6 +38,15 @@ class TransferStats:
     tuning_pulses: int = 0
     unconverged: int = 0
     per_chip_pulses: list[int] = field(default_factory=list)
+    per_chip_unconverged: list[int] = field(default_factory=list)
+
+    def pulses_of(self, chips: int) -> list[int]:
+        """Tuning pulses per chip (zeros where the stats hold none: nothing was programmed)."""
+        return list(self.per_chip_pulses) or [0] * chips
+
+    def unconverged_of(self, chips: int) -> list[int]:
+        """Unconverged devices per chip (zeros where the stats hold none)."""
+        return list(self.per_chip_unconverged) or [0] * chips
 
 
 @runtime_checkable

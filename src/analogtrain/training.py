@@ -28,7 +28,7 @@ from .runs.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from .runs.results import EpochRecord, TrainingResult
+from .runs.results import PER_CHIP_COUNTS, EpochRecord, TrainingResult
 from .schedule import TransferSchedule
 
 
@@ -134,6 +134,11 @@ class Trainer:
         self.schedule = TransferSchedule(config.chip, [layer.n_out for layer in self.mlp.layers], self.device)
         chips = config.training.chips
         self.initial_programming_pulses = [s.tuning_pulses for s in program_stats]
+        #: the same counts chip by chip: per counter (PER_CHIP_COUNTS), per layer, per chip; None for
+        #: a run resumed from a checkpoint that did not keep them
+        self.per_chip_counts: dict[str, list[list[int]]] | None = {
+            "initial_programming_pulses": [s.pulses_of(chips) for s in program_stats],
+            **{k: [[0] * chips for _ in self.mlp.layers] for k in PER_CHIP_COUNTS[1:]}}
         self.tuning_pulses = [0 for _ in self.mlp.layers]
         self.unconverged = [0 for _ in self.mlp.layers]
         self.reset_pulses = [0 for _ in self.mlp.layers]
@@ -227,6 +232,8 @@ class Trainer:
                 self.tuning_pulses[li] += s.tuning_pulses
                 self.unconverged[li] += s.unconverged
                 self._round_pulses[li] += s.tuning_pulses
+                self._count_per_chip("transfer_tuning_pulses", li, s.pulses_of(mlp.chips))
+                self._count_per_chip("transfer_unconverged_devices", li, s.unconverged_of(mlp.chips))
             self._check_finite()
         if self.schedule.has_transfer and seen % self.schedule.interval == 0:
             # one transfer round: every column of every layer has been transferred once
@@ -235,10 +242,18 @@ class Trainer:
             self._round_pulses = [0] * len(mlp.layers)
         if self.schedule.reset_due(seen):
             for li, layer in enumerate(mlp.layers):
-                self.reset_pulses[li] += layer.maintain().tuning_pulses
+                s = layer.maintain()
+                self.reset_pulses[li] += s.tuning_pulses
+                self._count_per_chip("occasional_reset_pulses", li, s.pulses_of(mlp.chips))
         if self.schedule.pulse_window_closes(seen):
             self.pulse_window = [self._window_stats(layer) for layer in mlp.layers]
             self.pulse_window_history.append(self._window_summary(seen))
+
+    def _count_per_chip(self, name: str, layer: int, counts: list[int]) -> None:
+        if self.per_chip_counts is not None:
+            row = self.per_chip_counts[name][layer]
+            for c, n in enumerate(counts):
+                row[c] += int(n)
 
     def _window_summary(self, seen: int) -> dict[str, Any]:
         """Medians of total and |net| pulses per tracked synapse in the window just closed,
@@ -392,6 +407,8 @@ class Trainer:
                            "reset_pulses": list(self.reset_pulses), "round_pulses": list(self._round_pulses),
                            "transfer_pulse_log": list(self.transfer_pulse_log),
                            "pulse_window_history": list(self.pulse_window_history)}
+        if self.per_chip_counts is not None:
+            out["counters_per_chip"] = {k: [list(v) for v in layers] for k, layers in self.per_chip_counts.items()}
         window = self.pulse_window
         out["pulse_window_layers"] = None if window is None else [bool(w) for w in window]
         for i, w in enumerate(window or []):
@@ -403,7 +420,8 @@ class Trainer:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore :meth:`state_dict`.  Everything is checked before anything is changed, so a
         state that does not fit leaves the trainer as it was (:class:`CheckpointError`, one line)."""
-        check_state_fits(self.state_dict(), state, variable="pulse_window.", optional=("pulse_window_layers",))
+        check_state_fits(self.state_dict(), state, variable="pulse_window.",
+                         optional=("pulse_window_layers", "counters_per_chip"))
         try:  # check and convert everything first: nothing changes unless all of it converts
             ts = state["training_state"]
             history = [EpochRecord(**h) for h in ts["history"]]
@@ -419,6 +437,12 @@ class Trainer:
                     len(counters[k]) != len(self.mlp.layers) for k in counters):
                 raise ValueError("counters of another network")
             log, windows = list(c["transfer_pulse_log"]), list(c["pulse_window_history"])
+            per_chip = state.get("counters_per_chip")  # absent in checkpoints of earlier versions
+            if per_chip is not None:
+                per_chip = {k: [[int(n) for n in layer] for layer in per_chip[k]] for k in PER_CHIP_COUNTS}
+                if any(len(v) != len(self.mlp.layers) or any(len(row) != self.config.training.chips for row in v)
+                       for v in per_chip.values()):
+                    raise ValueError("per-chip counters of another network")
             layers = state["pulse_window_layers"]
             if layers is not None and (not isinstance(layers, list) or len(layers) != len(self.mlp.layers)
                                        or not all(isinstance(b, bool) for b in layers)):
@@ -435,6 +459,7 @@ class Trainer:
         self.tuning_pulses, self.unconverged = counters["tuning_pulses"], counters["unconverged"]
         self.reset_pulses, self._round_pulses = counters["reset_pulses"], counters["round_pulses"]
         self.transfer_pulse_log, self.pulse_window_history = log, windows
+        self.per_chip_counts = per_chip
         self.pulse_window = pulse_window
 
     # -- checkpoints ---------------------------------------------------------------------
@@ -585,6 +610,8 @@ class Trainer:
             pulse_statistics=self.pulse_statistics(),
             pulse_statistics_per_window=list(self.pulse_window_history),
             config=self.config.to_dict(),
+            per_chip_counts=None if self.per_chip_counts is None else {
+                k: [list(v) for v in layers] for k, layers in self.per_chip_counts.items()},
         )
 
     def pulse_statistics(self) -> list[dict[str, Any]] | None:

@@ -23,6 +23,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import DataError
@@ -39,7 +40,12 @@ _FORMAT_V1 = "analogtrain-reproduce"
 
 
 #: training-result fields that version-1 files written before they existed lack, with what that meant
-_ADDED_LATER: dict[str, Any] = {"pulse_statistics_per_window": [], "saturated_updates": []}
+_ADDED_LATER: dict[str, Any] = {"pulse_statistics_per_window": [], "saturated_updates": [], "per_chip_counts": None}
+
+#: the programming counts a result keeps chip by chip (``TrainingResult.per_chip_counts``); each
+#: is also a field of the result, summed over the chips
+PER_CHIP_COUNTS = ("initial_programming_pulses", "transfer_tuning_pulses", "transfer_unconverged_devices",
+                   "occasional_reset_pulses")
 
 
 @dataclass
@@ -100,6 +106,37 @@ class TrainingResult:
     dataset: dict[str, Any] | None = None
     #: what a study added (state histograms, pulse window file, ...), by name
     analysis: dict[str, Any] = field(default_factory=dict)
+    #: the PER_CHIP_COUNTS chip by chip: per count, per layer, per chip (None in results of
+    #: earlier versions and of runs resumed from their checkpoints)
+    per_chip_counts: dict[str, list[list[int]]] | None = None
+
+    def select_chips(self, chips: Sequence[int], config: dict[str, Any] | None = None,
+                     variant: str | None = None) -> TrainingResult:
+        """The result of chips ``chips`` (indices) of this run alone, as a run of only them gives it:
+        per-chip values picked, counts summed over those chips.  ``config``: theirs, where the run
+        was a batch of several configurations.  The pulse statistics pool every chip's tracked
+        synapses and are not split: the selection has none (nor this result's ``analysis``)."""
+        if self.per_chip_counts is None:
+            raise DataError("this result keeps no per-chip counts (an earlier version wrote it), so it cannot be "
+                            "split by chip")
+        idx = [int(c) for c in chips]
+        if not idx or min(idx) < 0 or max(idx) >= self.chips:
+            raise ValueError(f"chips {idx} are not chips of this {self.chips}-chip result")
+
+        def pick(values: list) -> list:
+            return [values[i] for i in idx]
+
+        history = [dataclasses.replace(r, test_accuracy=pick(r.test_accuracy), train_accuracy=pick(r.train_accuracy),
+                                       layers=[{k: pick(v) for k, v in layer.items()} for layer in r.layers])
+                   for r in self.history]
+        counts = {k: [pick(layer) for layer in v] for k, v in self.per_chip_counts.items()}
+        totals = {k: [sum(layer) for layer in v] for k, v in counts.items()}
+        return dataclasses.replace(
+            self, chips=len(idx), history=history, **totals,
+            update_pulses=[None if v is None else pick(v) for v in self.update_pulses],
+            saturated_updates=[None if v is None else pick(v) for v in self.saturated_updates],
+            pulse_statistics=None, pulse_statistics_per_window=[], analysis={}, per_chip_counts=counts,
+            config=self.config if config is None else config, variant=self.variant if variant is None else variant)
 
     @property
     def final_test_accuracy(self) -> list[float] | None:

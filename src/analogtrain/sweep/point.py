@@ -7,6 +7,7 @@ checkpoint while training, so a point interrupted by a lost worker continues whe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -106,6 +107,98 @@ def train_point(spec: dict[str, Any], point: dict[str, Any], out: str,
                    "error": f"{type(exc).__name__}: {' '.join(str(exc).split())} ({Path(last.filename).name}:{last.lineno})"}
     write_json(folder / RESULT_FILE, out_row)
     return out_row
+
+
+def group_points(spec: dict[str, Any], points: list[dict[str, Any]], size: int) -> list[list[dict[str, Any]]]:
+    """``points`` in groups of at most ``size`` that can train as one batch: the same training
+    settings, analog cells, and chips that differ only in per-chip parameters
+    (:data:`analogtrain.perchip.PER_CHIP_FIELDS`).  Deterministic: the same points give the same
+    groups (what resuming a group's checkpoint relies on)."""
+    from ..errors import ConfigError
+    from ..perchip import check_batch
+
+    if size <= 1:
+        return [[p] for p in points]
+    groups: list[tuple[Any, list[dict[str, Any]]]] = []
+    for p in points:
+        cfg = point_config(spec, p)
+        for first, members in groups:
+            if len(members) >= size or cfg.training != first.training or cfg.chip.cell.kind == "digital":
+                continue
+            try:
+                check_batch([first.chip, cfg.chip])
+            except ConfigError:
+                continue
+            members.append(p)
+            break
+        else:
+            groups.append((cfg, [p]))
+    return [members for _, members in groups]
+
+
+def group_folder(out: str | Path, points: list[dict[str, Any]]) -> Path:
+    """Where a group of points keeps its checkpoint: named by a digest of its points' ids."""
+    digest = hashlib.sha256(" ".join(sorted(p["id"] for p in points)).encode()).hexdigest()[:12]
+    return Path(out) / f"group-{digest}"
+
+
+def train_group(spec: dict[str, Any], points: list[dict[str, Any]], out: str) -> list[dict[str, Any]]:
+    """Train ``points`` (a group of :func:`group_points`) as one batch of chips and write each
+    point's ``result.json`` as :func:`train_point` does: each point's chips start from the weights
+    and random streams of a run of its own and end where that run ends (tests/test_perchip.py),
+    so its row is the same; its cost comes from its own chips' pulse counts.  Never raises for a
+    bad group: every point of it is recorded as failed with the one-line error."""
+    if len(points) == 1:
+        return [train_point(spec, points[0], out)]
+    import torch
+
+    from ..runs.store import cpu_model, write_json
+    from ..training import Trainer
+
+    torch.set_num_threads(1)
+    folders = [Path(out) / p["id"] for p in points]
+    for f in folders:
+        f.mkdir(parents=True, exist_ok=True)
+    shared = group_folder(out, points)
+    shared.mkdir(parents=True, exist_ok=True)
+    base = {"node": _node_id(), "host": socket.gethostname(), "pid": os.getpid(), "cpu": cpu_model(),
+            "batched_with": len(points)}
+    t0 = time.perf_counter()
+    try:
+        cfgs = [point_config(spec, p) for p in points]
+        n = int(spec["chips"])
+        first = cfgs[0]
+        config = first.replace(training=first.training.replace(chips=n * len(points)))
+        chip_configs = [c.chip for c in cfgs for _ in range(n)]
+        chip_ids = [i for _ in cfgs for i in range(n)]
+        data = load_data(spec)
+        ck = shared / CHECKPOINT_FILE
+        if ck.is_file():
+            trainer = Trainer.from_checkpoint(ck, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes)
+        else:
+            trainer = Trainer(config, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes,
+                              chip_configs=chip_configs, chip_ids=chip_ids)
+        result = trainer.train(progress=False, checkpoint_path=ck, checkpoint_every=max(1000, len(data.x_train) // 4))
+        wall = time.perf_counter() - t0
+        rows = []
+        for k, (p, cfg) in enumerate(zip(points, cfgs)):
+            mine = result.select_chips(range(k * n, (k + 1) * n), config=cfg.to_dict())
+            rows.append({"point": p, **base, "status": "done", "error": None, "wall_s": wall,
+                         "network": mine.network, "epochs_completed": mine.epochs_completed,
+                         "accuracy": [h.test_accuracy for h in mine.history],
+                         "final_accuracy": mine.final_test_accuracy, **chip_cost(cfg, mine)})
+    except UserError as exc:
+        err = " ".join(str(exc).split())
+        rows = [{"point": p, **base, "status": "failed", "error": err, "wall_s": time.perf_counter() - t0}
+                for p in points]
+    except Exception as exc:  # noqa: BLE001 - a group that fails must not stop the sweep
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        err = f"{type(exc).__name__}: {' '.join(str(exc).split())} ({Path(last.filename).name}:{last.lineno})"
+        rows = [{"point": p, **base, "status": "failed", "error": err, "wall_s": time.perf_counter() - t0}
+                for p in points]
+    for folder, row in zip(folders, rows):
+        write_json(folder / RESULT_FILE, row)
+    return rows
 
 
 def read_result(out: str | Path, point_id: str) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError, OutputError, UserError
 from ..runs.store import refuse_overwrite, require_resumable, write_json
-from .point import read_result, train_point
+from .point import group_points, read_result, train_group, train_point
 from .spec import SweepSpec, load_spec
 
 SPEC_FILE = "sweep.json"
@@ -62,7 +62,7 @@ def _prepare(spec: SweepSpec, out: Path, resume: bool, force: bool) -> None:
         import shutil
 
         for d in out.iterdir():
-            if d.is_dir() and re.fullmatch(r"[0-9a-f]{12}", d.name):
+            if d.is_dir() and re.fullmatch(r"(group-)?[0-9a-f]{12}", d.name):
                 shutil.rmtree(d)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -100,7 +100,8 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
         if spec.method == "asha":
             results = _run_asha(spec, worker_spec, todo, out, bar)
         else:
-            results = _run_tasks(worker_spec, todo, out, max_parallel, bar, failed)
+            groups = group_points(worker_spec, todo, spec.group)
+            results = _run_tasks(worker_spec, groups, out, max_parallel, bar, failed)
         bar.close()
         done.update(results)
     from .report import write_report
@@ -115,34 +116,38 @@ def run_sweep(spec: SweepSpec | str | Path, out: str | Path, address: str | None
     return summary
 
 
-def _run_tasks(worker_spec: dict[str, Any], todo: list[dict[str, Any]], out: Path, max_parallel: int | None,
-               bar: Any, failed: int) -> dict[str, dict[str, Any]]:
+def _run_tasks(worker_spec: dict[str, Any], groups: list[list[dict[str, Any]]], out: Path,
+               max_parallel: int | None, bar: Any, failed: int) -> dict[str, dict[str, Any]]:
+    """One Ray task per group of points (:func:`~analogtrain.sweep.point.group_points`; a group of
+    one without ``group`` in the spec)."""
     import ray
 
-    task = ray.remote(num_cpus=1, max_retries=2)(train_point)
+    task = ray.remote(num_cpus=1, max_retries=2)(train_group)
     limit = max_parallel or max(1, int(ray.cluster_resources().get("CPU", 1)))
-    pending = list(todo)
-    running: dict[Any, dict[str, Any]] = {}
+    pending = list(groups)
+    running: dict[Any, list[dict[str, Any]]] = {}
     results: dict[str, dict[str, Any]] = {}
 
     def show() -> None:
-        bar.set_postfix(running=len(running), failed=failed, refresh=True)
+        bar.set_postfix(running=sum(map(len, running.values())), failed=failed, refresh=True)
 
     while pending or running:
         while pending and len(running) < limit:
-            p = pending.pop(0)
-            running[task.remote(worker_spec, p, str(out))] = p
+            g = pending.pop(0)
+            running[task.remote(worker_spec, g, str(out))] = g
         show()
         ready, _ = ray.wait(list(running), num_returns=1)
         for ref in ready:
-            p = running.pop(ref)
+            g = running.pop(ref)
             try:
-                res = ray.get(ref)
+                rows = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - a lost worker after its retries: record, go on
-                res = {"point": p, "status": "failed", "error": f"{type(exc).__name__}: {str(exc).splitlines()[0]}"}
-            results[p["id"]] = res
-            failed += res.get("status") == "failed"
-            bar.update(1)
+                err = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"
+                rows = [{"point": p, "status": "failed", "error": err} for p in g]
+            for p, res in zip(g, rows):
+                results[p["id"]] = res
+                failed += res.get("status") == "failed"
+            bar.update(len(g))
     show()
     return results
 

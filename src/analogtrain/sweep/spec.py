@@ -14,6 +14,8 @@
     method = "grid"                   # "grid", "random" (samples draws), "asha" (random + early stopping)
     samples = 8                       # random / asha: how many points to draw
     sample_seed = 0
+    group = 1                         # grid / random: up to this many points train as one batch
+                                      # where they differ only in per-chip parameters (GPU)
 
     [config]                          # fixed overrides of every point (nested, as a config file)
     training = { hidden = [250, 125] }
@@ -51,7 +53,7 @@ from ..errors import ConfigError
 METHODS = ("grid", "random", "asha")
 _DISTRIBUTIONS = ("values", "uniform", "log_uniform", "int_uniform")
 _KEYS = {"name", "dataset", "data_dir", "limit_train", "limit_test", "presets", "seeds", "chips", "epochs",
-         "method", "samples", "sample_seed", "config", "parameters", "asha"}
+         "method", "samples", "sample_seed", "config", "parameters", "asha", "group"}
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,9 @@ class SweepSpec:
     sample_seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     asha: dict[str, Any] = field(default_factory=dict)
+    #: points trained as one batch at most (1: every point alone); points are grouped where their
+    #: configurations differ only in analogtrain.perchip.PER_CHIP_FIELDS
+    group: int = 1
     source: str = ""  # where the spec was read from (resolving data_dir)
 
     def points(self) -> list[Point]:
@@ -143,7 +148,7 @@ class SweepSpec:
                 "limit_train": self.limit_train, "limit_test": self.limit_test, "presets": list(self.presets),
                 "seeds": list(self.seeds), "chips": self.chips, "epochs": self.epochs, "method": self.method,
                 "samples": self.samples, "sample_seed": self.sample_seed, "config": self.config,
-                "asha": self.asha,
+                "asha": self.asha, **({"group": self.group} if self.group != 1 else {}),
                 "parameters": {a.key: list(a.values) if a.kind == "values" else {a.kind: [a.low, a.high]}
                                for a in self.parameters}}
 
@@ -225,12 +230,15 @@ def parse_spec(data: dict[str, Any], source: str = "") -> SweepSpec:
     asha = data.get("asha", {})
     if set(asha) - {"grace_period", "reduction_factor"}:
         raise ConfigError("[asha] takes grace_period and reduction_factor")
+    group = positive("group", 1) or 1
+    if group > 1 and method == "asha":
+        raise ConfigError("group = N needs method = \"grid\" or \"random\": ASHA stops points one by one")
     return SweepSpec(
         dataset=str(data["dataset"]), presets=tuple(presets), parameters=axes, name=str(data.get("name", "sweep")),
         data_dir=data.get("data_dir"), limit_train=positive("limit_train", None), limit_test=positive("limit_test", None),
         seeds=tuple(seeds), chips=positive("chips", 1) or 1, epochs=positive("epochs", 3) or 3, method=method,
         samples=samples or 0, sample_seed=int(data.get("sample_seed", 0)), config=config, asha=dict(asha),
-        source=source)
+        group=group, source=source)
 
 
 def flatten_keys(params: dict[str, Any]) -> dict[str, Any]:

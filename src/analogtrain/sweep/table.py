@@ -22,7 +22,7 @@ def rows(spec: SweepSpec, points: list[dict[str, Any]], results: dict[str, dict[
                 "epochs_completed": int(r.get("epochs_completed") or 0),
                 "energy_per_image_j": r.get("energy_per_image_j"),
                 "chip_time_per_image_s": r.get("chip_time_per_image_s"),
-                "wall_s": r.get("wall_s"), "node": r.get("node"), "host": r.get("host"), "cpu": r.get("cpu")}
+                "wall_s": r.get("wall_s"), "batched_with": int(r.get("batched_with") or 1), "node": r.get("node"), "host": r.get("host"), "cpu": r.get("cpu")}
         final = r.get("final_accuracy")
         if not final:
             out.append({**base, "chip": -1, "final_accuracy": r.get("final_accuracy_mean"), "accuracy_per_epoch": []})
