@@ -232,3 +232,14 @@ def test_points_that_differ_only_per_chip_train_as_one_batch_with_the_same_rows(
             assert r[col] == alone[k][col], (k, col)
     with pytest.raises(ConfigError, match="group = N needs method"):
         parse_spec({**SMALL, "group": 2, "method": "asha", "samples": 2})
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parents[1] / "examples" / "sweeps").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_example_spec_parses_and_its_points_are_valid_configs(path):
+    spec = load_spec(path)
+    points = spec.points()
+    assert points
+    for p in points:
+        cfg = point_config(spec.to_dict(), p.to_dict())
+        assert cfg.training.chips == spec.chips and cfg.training.epochs == spec.epochs
