@@ -296,6 +296,10 @@ def test_a_run_cut_in_its_first_variant_resumes(tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "save_checkpoint", real_save)
     resumed = reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, **kw)
     assert resumed.variant("nature2018").final_test_accuracy == whole.variant("nature2018").final_test_accuracy
+    logs: list[str] = []  # resuming a finished run trains nothing and says that it rewrites the report
+    again = reproduce.run_reproduction("mnist", tmp_path / "cut", resume=True, log=logs.append, **kw)
+    assert any("is complete; nothing trains again" in line for line in logs)
+    assert again.variant("nature2018").final_test_accuracy == resumed.variant("nature2018").final_test_accuracy
 
 
 def test_a_run_that_fails_before_training_leaves_no_run_behind(tmp_path, monkeypatch):

@@ -376,6 +376,9 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
     started = previous is not None  # results.json is in the folder (written before the first variant trains)
     if previous is not None:
         t_start -= previous.wall_s  # wall time counts the interrupted part too
+        if previous.complete:
+            log(f"analogtrain reproduce: the run in {out} is complete; nothing trains again, and its report and "
+                "figures are written again from its results")
     try:
         for exp in names:
             t_exp = time.perf_counter()
