@@ -1,7 +1,8 @@
 """What the chip needs on MNIST-backrand: the design study's verdict, from its sweeps.
 
 Reads the tables (``results.parquet``) of the backrand design sweeps (update resolution,
-device errors, all improvements together, capacitor leak; ``examples/sweeps/backrand_*.toml``), puts every
+device errors, all improvements together, capacitor leak, finer step with capacitor leak;
+``examples/sweeps/backrand_*.toml``), puts every
 point beside the software baseline of the same seed, and writes one report: a table of every
 point with its accuracy gap to software and its cost per image (energy and chip time, from the
 cost model with the point's own update train), a figure of the gap against the energy per image,
@@ -13,7 +14,7 @@ test accuracy moves by points from epoch to epoch, so the report also gives the 
 over the last ``--last`` epochs; the verdict uses the final epoch's, as every report of the project.
 
     python benchmarks/backrand_design.py runs/backrand-design runs/backrand-errors runs/backrand-best \\
-        runs/backrand-leak --out docs/results/backrand-design
+        runs/backrand-leak runs/backrand-leak-fine --out docs/results/backrand-design
 """
 
 from __future__ import annotations
