@@ -43,19 +43,13 @@ def _default(chip, dotted: str) -> float:
 
 def load(folders: list[Path]) -> tuple[list[dict], dict]:
     """Per point (chip rows pooled): study, parameters, accuracies; and the software baseline."""
-    import pyarrow.parquet as pq
-
     import analogtrain as at
 
     chip = at.get_preset("nature2018").chip
     points: dict[tuple[str, str], dict] = {}
     software: dict | None = None
     for folder in folders:
-        table = folder / "results.parquet"
-        if not table.exists():
-            raise SystemExit(f"{table} does not exist: run or finish that sweep first (analogtrain sweep ... --resume)")
-        study = (folder / "report.md").read_text(encoding="utf-8").splitlines()[0].removeprefix("# Sweep: ")
-        for row in pq.read_table(table).to_pylist():
+        for row, study in _rows(folder):
             if row["status"] != "done":
                 continue
             if row["preset"] == "software":
@@ -74,6 +68,31 @@ def load(folders: list[Path]) -> tuple[list[dict], dict]:
     if software is None:
         raise SystemExit("no software baseline in these sweeps: one of them must train the software preset")
     return list(points.values()), software
+
+
+def _rows(folder: Path) -> list[tuple[dict, str]]:
+    """The sweep's table rows with the sweep's name: its ``results.parquet``, or, for a sweep
+    still running or stopped (no table yet), the rows its finished points give, made by the
+    sweep's own table code."""
+    import pyarrow.parquet as pq
+
+    table = folder / "results.parquet"
+    if table.exists():
+        study = (folder / "report.md").read_text(encoding="utf-8").splitlines()[0].removeprefix("# Sweep: ")
+        return [(r, study) for r in pq.read_table(table).to_pylist()]
+    marker = folder / "sweep.json"
+    if not marker.exists():
+        raise SystemExit(f"{folder} holds no sweep (no results.parquet, no sweep.json)")
+    import json
+
+    from analogtrain.sweep import parse_spec
+    from analogtrain.sweep.point import read_result
+    from analogtrain.sweep.table import rows
+
+    spec = parse_spec(json.loads(marker.read_text(encoding="utf-8"))["spec"])
+    points = [p.to_dict() for p in spec.points()]
+    done = {p["id"]: r for p in points if (r := read_result(folder, p["id"])) is not None}
+    return [(r, spec.name + " (unfinished)") for r in rows(spec, points, done)]
 
 
 def summarise(rows: list[dict], last: int) -> dict:

@@ -61,3 +61,29 @@ def test_without_such_a_point_the_closest_is_named(tmp_path):
     report = _run(tmp_path, tmp_path / "a")
     assert "No point comes within 1 point of software. The closest: pull current (nA) 25, train slots 124" in report
     assert "(gap -2.00; -2.00 over the last 2 epochs)" in report
+
+
+def test_an_unfinished_sweep_is_read_from_its_finished_points(tmp_path):
+    """A sweep stopped before its table was written: the finished points' result.json files are
+    read through the sweep's own table code, and the report marks the study unfinished."""
+    import json
+
+    from analogtrain.sweep import parse_spec
+
+    spec = parse_spec({"name": "leak", "dataset": "digits", "presets": ["nature2018", "software"], "chips": 2,
+                       "epochs": 2, "parameters": {"chip.capacitor.leak_time_constant_s": [0.02, 0.1]}})
+    folder = tmp_path / "leak"
+    folder.mkdir()
+    (folder / "sweep.json").write_text(json.dumps({"spec": spec.to_dict()}), encoding="utf-8")
+    points = {(p.preset, p.values.get("chip.capacitor.leak_time_constant_s")): p for p in spec.points()}
+    for key, acc, energy in ((("software", None), [0.90, 0.90], None), (("nature2018", 0.02), [0.895, 0.893], 4e-8)):
+        p = points[key]
+        (folder / p.id).mkdir()
+        (folder / p.id / "result.json").write_text(json.dumps(
+            {"point": p.to_dict(), "status": "done", "error": None, "epochs_completed": 2,
+             "accuracy": [[a - 0.01 for a in acc], acc], "final_accuracy": acc,
+             "energy_per_image_j": energy, "chip_time_per_image_s": None if energy is None else 6e-7}),
+            encoding="utf-8")
+    report = _run(tmp_path, folder)
+    assert "| leak (unfinished) | 25 | 31 | 0.1 | 0.3 | 0.02 | 89.40 (89.30-89.50) | -0.60 |" in report
+    assert "1 of 1 points come within 1 point of software" in report

@@ -240,6 +240,8 @@ def test_every_example_spec_parses_and_its_points_are_valid_configs(path):
     spec = load_spec(path)
     points = spec.points()
     assert points
+    again = parse_spec(spec.to_dict())  # what a sweep's sweep.json records reads back as the same spec
+    assert again.to_dict() == spec.to_dict() and [p.id for p in again.points()] == [p.id for p in points]
     for p in points:
         cfg = point_config(spec.to_dict(), p.to_dict())
         assert cfg.training.chips == spec.chips and cfg.training.epochs == spec.epochs

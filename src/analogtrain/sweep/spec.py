@@ -217,6 +217,8 @@ def parse_spec(data: dict[str, Any], source: str = "") -> SweepSpec:
             raise ConfigError(f"sweep setting {name} must be a positive integer, got {v!r}")
         return v
 
+    if method == "grid" and data.get("samples") == 0:  # as to_dict() writes a grid's spec
+        data = {k: v for k, v in data.items() if k != "samples"}
     samples = positive("samples", None)
     if method != "grid" and not samples:
         raise ConfigError(f"method = \"{method}\" needs samples = N (how many points to draw)")
