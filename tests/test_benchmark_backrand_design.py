@@ -49,7 +49,8 @@ def test_the_cheapest_point_within_a_point_of_software_is_named(tmp_path):
     report = _run(tmp_path, tmp_path / "a", tmp_path / "b")
     assert "software baseline reaches 85.00 %" in report
     assert "2 of 4 points come within 1 point of software" in report
-    assert "The cheapest: pull current (nA) 12.5, train slots 31, current mismatch 0.1, tolerance (uS) 0.3, leak tau (s) 0.005" in report
+    assert ("The cheapest: pull current (nA) 12.5, train slots 31, current mismatch 0.1, tolerance (uS) 0.3, "
+            "leak tau (s) 0.005") in report
     assert "| device errors | 25 | 31 | 0.1 | 0.1 | 0.005 | 80.00 (80.00-80.00) | -5.00 |" in report
 
 
