@@ -62,6 +62,7 @@ def test_without_such_a_point_the_closest_is_named(tmp_path):
     report = _run(tmp_path, tmp_path / "a")
     assert "No point comes within 1 point of software. The closest: pull current (nA) 25, train slots 124" in report
     assert "(gap -2.00; -2.00 over the last 2 epochs)" in report
+    assert "Over the mean of the last 2 epochs no point comes within 1 point of software either" in report
 
 
 def test_an_unfinished_sweep_is_read_from_its_finished_points(tmp_path):
@@ -88,3 +89,5 @@ def test_an_unfinished_sweep_is_read_from_its_finished_points(tmp_path):
     report = _run(tmp_path, folder)
     assert "| leak (unfinished) | 25 | 31 | 0.1 | 0.3 | 0.02 | 89.40 (89.30-89.50) | -0.60 |" in report
     assert "1 of 1 points come within 1 point of software" in report
+    assert "(the steadier figure), 1 of 1 points come within 1 point of software, cheapest first" in report
+    assert "leak tau (s) 0.02: gap -0.60 (-0.60 at the last epoch), 40.0 nJ and 600 ns per image" in report
