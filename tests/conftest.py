@@ -40,3 +40,17 @@ def one_error_line(capsys):
         return err[0]
 
     return check
+
+
+def fresh_compilation() -> None:
+    """Forget every torch.compile graph this process has made.
+
+    Which kernels torch.compile makes (static or dynamic shapes, where a vector loop's scalar
+    tail falls) depends on the shapes it has already seen in the process, and vector and scalar
+    exp differ in the last bit.  A compiled chip is bit for bit the same alone and in a batch
+    for a fixed compilation history, so the tests that check that start from none, as a new
+    process does, whatever ran before them.
+    """
+    import torch._dynamo
+
+    torch._dynamo.reset()

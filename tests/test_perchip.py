@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import fresh_compilation
 
 import analogtrain as at
 from analogtrain.cell import HybridCells
@@ -58,13 +59,10 @@ BATCH = [
 
 @pytest.mark.parametrize("compile", ["off", "on"])
 def test_each_chip_of_a_mixed_batch_trains_as_it_would_alone(data, compile):
-    """Every chip of a batch of different configurations ends bit for bit where its own run ends.
-    Compiled, that holds for a fixed compilation history: which kernels torch.compile makes (static
-    or dynamic shapes, where a vector loop's scalar tail falls) depends on the shapes it has seen
-    in the process, and vector and scalar exp/log differ in the last bit.  So the compiled case
-    starts from a fresh compilation state, as a new process would."""
+    """Every chip of a batch of different configurations ends bit for bit where its own run ends
+    (compiled: from a fresh compilation state, see conftest.fresh_compilation)."""
     if compile == "on":
-        torch._dynamo.reset()
+        fresh_compilation()
     chip_configs = [_config(p, 1, extra).chip for p, extra, _ in BATCH]
     base = _config("nature2018", len(BATCH))
     base = base.replace(training=base.training.replace(compile=compile))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import fresh_compilation
 
 import analogtrain as at
 from analogtrain.training import Trainer
@@ -63,7 +64,10 @@ def _chip_state(tr: Trainer, chip: int) -> list[torch.Tensor]:
                                                  ("2pcm", "off"), ("nature2018", "on")])
 def test_a_chip_trains_the_same_alone_or_beside_others(digits, preset, compile):
     """Every chip draws from its own random stream (fabrication, programming, reads, pulse trains),
-    so the first chips of a batch train bit for bit as a run of those chips alone."""
+    so the first chips of a batch train bit for bit as a run of those chips alone (compiled: from
+    a fresh compilation state, see conftest.fresh_compilation)."""
+    if compile == "on":
+        fresh_compilation()
     data = digits.subset(300, 60)
     kw = {"epochs": 2, "learning_rate": 0.2, "compile": compile}
     alone = _trainer(preset, data, chips=1, **kw)
