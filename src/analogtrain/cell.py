@@ -36,7 +36,7 @@ import torch
 from .config import ChipConfig
 from .devices import Capacitor3T1C, PCMDevice
 from .interface import TransferStats, register_cell
-from .noise import ChipStreams, randn
+from .noise import ChipStreams, chip_ranges, randn
 from .perchip import per_chip
 
 #: version of the named state of the cells (state_dict); bumped when names or meanings change
@@ -138,11 +138,7 @@ class _PCMPair:
         (at least one chip), so closed-loop tuning's temporaries stay small beside the state.
         With per-chip streams a chip's draws do not depend on its group; with one generator for
         all chips, they would, so then all chips form one group."""
-        c = self.shape[0]
-        if not isinstance(self.generator, ChipStreams):
-            return [(0, c)]
-        size = max(1, TUNE_GROUP_DEVICES // max(1, cells_per_chip))
-        return [(a, min(a + size, c)) for a in range(0, c, size)]
+        return chip_ranges(self.generator, self.shape[0], TUNE_GROUP_DEVICES // max(1, cells_per_chip))
 
     def _tune_pair(self, target_w_us: torch.Tensor, a: int, b: int, chips: list[bool] | None = None):
         """RESET both devices and tune the one on the target's side so F(G+ - G-) ~ target, for

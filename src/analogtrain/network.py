@@ -17,15 +17,11 @@ import torch
 from .config import ChipConfig, ExperimentConfig
 from .crossbar import AnalogCrossbar, DigitalCrossbar
 from .errors import ConfigError
-from .noise import BufferNoise, ChipStreams, Streams, randn, words
+from .noise import BufferNoise, ChipStreams, Streams, chip_ranges, randn, words
 from .perchip import check_batch
 
 Layer = AnalogCrossbar | DigitalCrossbar
 
-#: inductor options of the compiled step: its generated wrapper would re-check every input's
-#: size, stride and alignment on each call (~60 checks per step), which the guards of
-#: torch.compile already establish before the call.  The end-to-end gain was within this
-#: machine's run-to-run noise (a few percent at most).
 #: an evaluation reads a group of chips at a time whose temporaries (the DAC'd inputs, their
 #: squares for the read noise, outputs and noise: about six float32 tensors of batch x widest
 #: layer per chip) stay within EVAL_BYTES_PER_CELL bytes per cell of the network's chips (an
@@ -35,6 +31,10 @@ Layer = AnalogCrossbar | DigitalCrossbar
 EVAL_BYTES_PER_CELL = 5
 EVAL_MIN_GROUP_BYTES = 16 * 2**20
 
+#: inductor options of the compiled step: its generated wrapper would re-check every input's
+#: size, stride and alignment on each call (~60 checks per step), which the guards of
+#: torch.compile already establish before the call.  The end-to-end gain was within this
+#: machine's run-to-run noise (a few percent at most).
 COMPILE_OPTIONS = {"size_asserts": False, "alignment_asserts": False, "scalar_asserts": False}
 
 
@@ -95,7 +95,7 @@ class MLP:
         h = x
         hidden: list[torch.Tensor] = []
         for i, layer in enumerate(self.layers):
-            z = layer.forward(h, remember=remember) if chips is None else layer.forward(h, chips=chips)
+            z = layer.forward(h, remember=remember, chips=chips)
             if clip_limits is not None:
                 counts = clip_counts[i] if chips is None else clip_counts[i][chips[0]:chips[1]]
                 counts += (z.abs() >= clip_limits[i]).flatten(1).sum(dim=1)
@@ -239,14 +239,10 @@ class MLP:
     def _eval_groups(self, batch: int) -> list[tuple[int, int]]:
         """Chip ranges [a, b) an evaluation of ``batch`` inputs at a time reads one after another
         (:data:`EVAL_BYTES_PER_CELL`); one group of all chips without per-chip streams."""
-        c = self.chips
-        if not isinstance(self.generator, ChipStreams):
-            return [(0, c)]
         widest = max(max(layer.rows, layer.n_out) for layer in self.layers)
         cells = sum(layer.rows * layer.n_out for layer in self.layers)
-        budget = max(EVAL_MIN_GROUP_BYTES, EVAL_BYTES_PER_CELL * c * cells)
-        size = max(1, budget // (6 * 4 * batch * widest))
-        return [(a, min(a + size, c)) for a in range(0, c, size)]
+        budget = max(EVAL_MIN_GROUP_BYTES, EVAL_BYTES_PER_CELL * self.chips * cells)
+        return chip_ranges(self.generator, self.chips, budget // (6 * 4 * batch * widest))
 
     def output_clipping(self, x: torch.Tensor, limits: Sequence[float], batch: int = 1000) -> list[torch.Tensor]:
         """Per layer, the fraction [chips] of forward outputs with |z| >= that layer's ``limits`` entry,

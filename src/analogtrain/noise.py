@@ -102,6 +102,16 @@ class ChipStreams:
 Streams = torch.Generator | ChipStreams | None
 
 
+def chip_ranges(streams: Streams, chips: int, size: int) -> list[tuple[int, int]]:
+    """Chip ranges [a, b) of at most ``size`` chips (at least one), for work done a group of chips
+    at a time: with :class:`ChipStreams` a chip's draws do not depend on its group.  Any other
+    generator is shared by all chips, so then the chips form one group."""
+    if not isinstance(streams, ChipStreams):
+        return [(0, chips)]
+    size = max(1, size)
+    return [(a, min(a + size, chips)) for a in range(0, chips, size)]
+
+
 def _chips_first(streams: ChipStreams, shape: Sequence[int]) -> tuple[int, ...]:
     """The per-chip part of ``shape``, after checking that its first dimension is the chips."""
     if shape[0] != len(streams):

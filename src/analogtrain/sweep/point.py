@@ -66,19 +66,46 @@ def chip_cost(cfg, result: TrainingResult) -> dict[str, float | None]:
     return {key: cost.get(key) for key in ("energy_per_image_j", "chip_time_per_image_s")}
 
 
+def _machine() -> dict[str, Any]:
+    """Where a point trains (a row's node, host, process and CPU)."""
+    from ..runs.store import cpu_model
+
+    return {"node": _node_id(), "host": socket.gethostname(), "pid": os.getpid(), "cpu": cpu_model()}
+
+
+def _checkpoint_every(data) -> int:
+    return max(1000, len(data.x_train) // 4)
+
+
+def _done(cfg, result: TrainingResult) -> dict[str, Any]:
+    """What a finished point's row says of its training: network, epochs, accuracies and cost."""
+    return {"status": "done", "error": None, "network": result.network, "epochs_completed": result.epochs_completed,
+            "accuracy": [h.test_accuracy for h in result.history], "final_accuracy": result.final_test_accuracy,
+            **chip_cost(cfg, result)}
+
+
+def _failure(exc: Exception) -> str:
+    """The one-line error a failed point records: a user error as it is, anything else with its
+    type and the line it came from."""
+    if isinstance(exc, UserError):
+        return " ".join(str(exc).split())
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())} ({Path(last.filename).name}:{last.lineno})"
+
+
 def train_point(spec: dict[str, Any], point: dict[str, Any], out: str,
                 report_epoch: Callable[[int, list[float]], None] | None = None) -> dict[str, Any]:
     """Train one point (resuming its checkpoint if there is one); never raises for a bad point:
     the returned dict says ``status: failed`` with the one-line error."""
     import torch
 
-    from ..runs.store import cpu_model, write_json
+    from ..runs.store import write_json
     from ..training import Trainer
 
     torch.set_num_threads(1)
     folder = Path(out) / point["id"]
     folder.mkdir(parents=True, exist_ok=True)
-    base = {"point": point, "node": _node_id(), "host": socket.gethostname(), "pid": os.getpid(), "cpu": cpu_model()}
+    base = {"point": point, **_machine()}
     t0 = time.perf_counter()
     try:
         cfg = point_config(spec, point)
@@ -94,17 +121,10 @@ def train_point(spec: dict[str, Any], point: dict[str, Any], out: str,
                 report_epoch(rec.epoch, list(rec.test_accuracy))
 
         result = trainer.train(progress=False, on_epoch=on_epoch, checkpoint_path=ck,
-                               checkpoint_every=max(1000, len(data.x_train) // 4))
-        out_row = {**base, "status": "done", "error": None, "wall_s": time.perf_counter() - t0,
-                   "network": result.network, "epochs_completed": result.epochs_completed,
-                   "accuracy": [h.test_accuracy for h in result.history],
-                   "final_accuracy": result.final_test_accuracy, **chip_cost(cfg, result)}
-    except UserError as exc:
-        out_row = {**base, "status": "failed", "error": " ".join(str(exc).split()), "wall_s": time.perf_counter() - t0}
+                               checkpoint_every=_checkpoint_every(data))
+        out_row = {**base, **_done(cfg, result), "wall_s": time.perf_counter() - t0}
     except Exception as exc:  # noqa: BLE001 - a point that fails must not stop the sweep
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        out_row = {**base, "status": "failed", "wall_s": time.perf_counter() - t0,
-                   "error": f"{type(exc).__name__}: {' '.join(str(exc).split())} ({Path(last.filename).name}:{last.lineno})"}
+        out_row = {**base, "status": "failed", "error": _failure(exc), "wall_s": time.perf_counter() - t0}
     write_json(folder / RESULT_FILE, out_row)
     return out_row
 
@@ -152,7 +172,7 @@ def train_group(spec: dict[str, Any], points: list[dict[str, Any]], out: str) ->
         return [train_point(spec, points[0], out)]
     import torch
 
-    from ..runs.store import cpu_model, write_json
+    from ..runs.store import write_json
     from ..training import Trainer
 
     torch.set_num_threads(1)
@@ -161,8 +181,7 @@ def train_group(spec: dict[str, Any], points: list[dict[str, Any]], out: str) ->
         f.mkdir(parents=True, exist_ok=True)
     shared = group_folder(out, points)
     shared.mkdir(parents=True, exist_ok=True)
-    base = {"node": _node_id(), "host": socket.gethostname(), "pid": os.getpid(), "cpu": cpu_model(),
-            "batched_with": len(points)}
+    base = {**_machine(), "batched_with": len(points)}
     t0 = time.perf_counter()
     try:
         cfgs = [point_config(spec, p) for p in points]
@@ -178,22 +197,12 @@ def train_group(spec: dict[str, Any], points: list[dict[str, Any]], out: str) ->
         else:
             trainer = Trainer(config, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes,
                               chip_configs=chip_configs, chip_ids=chip_ids)
-        result = trainer.train(progress=False, checkpoint_path=ck, checkpoint_every=max(1000, len(data.x_train) // 4))
+        result = trainer.train(progress=False, checkpoint_path=ck, checkpoint_every=_checkpoint_every(data))
         wall = time.perf_counter() - t0
-        rows = []
-        for k, (p, cfg) in enumerate(zip(points, cfgs)):
-            mine = result.select_chips(range(k * n, (k + 1) * n), config=cfg.to_dict())
-            rows.append({"point": p, **base, "status": "done", "error": None, "wall_s": wall,
-                         "network": mine.network, "epochs_completed": mine.epochs_completed,
-                         "accuracy": [h.test_accuracy for h in mine.history],
-                         "final_accuracy": mine.final_test_accuracy, **chip_cost(cfg, mine)})
-    except UserError as exc:
-        err = " ".join(str(exc).split())
-        rows = [{"point": p, **base, "status": "failed", "error": err, "wall_s": time.perf_counter() - t0}
-                for p in points]
+        rows = [{"point": p, **base, **_done(cfg, result.select_chips(range(k * n, (k + 1) * n), config=cfg.to_dict())),
+                 "wall_s": wall} for k, (p, cfg) in enumerate(zip(points, cfgs))]
     except Exception as exc:  # noqa: BLE001 - a group that fails must not stop the sweep
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        err = f"{type(exc).__name__}: {' '.join(str(exc).split())} ({Path(last.filename).name}:{last.lineno})"
+        err = _failure(exc)
         rows = [{"point": p, **base, "status": "failed", "error": err, "wall_s": time.perf_counter() - t0}
                 for p in points]
     for folder, row in zip(folders, rows):
