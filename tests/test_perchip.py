@@ -133,6 +133,22 @@ def test_pulse_counts_draw_from_chip_streams():
     assert torch.equal(both[1:], alone)
 
 
+def test_normals_for_pulsed_cells_draw_from_chip_streams_only_for_those_cells():
+    """Chip c draws as many normals as it has pulsed cells, in their order, from its own stream:
+    zeros elsewhere, and the same numbers alone as beside other chips."""
+    from analogtrain.noise import pulsed_normals
+    n = torch.randint(-2, 3, (3, 7, 5), generator=torch.Generator().manual_seed(4)).float()
+    n[1] = 0.0  # a chip without pulses draws nothing
+    z = pulsed_normals(n, ChipStreams.seeded(0, [0, 1, 2]))
+    assert torch.equal(z == 0, n == 0)
+    for c in range(3):
+        alone = pulsed_normals(n[c:c + 1], ChipStreams.seeded(0, [c]))
+        assert torch.equal(alone[0], z[c])
+        streams = ChipStreams.seeded(0, [c])
+        expected = torch.empty(int((n[c] != 0).sum())).normal_(generator=streams.generators[0])
+        assert torch.equal(z[c][n[c] != 0], expected)
+
+
 def test_a_batch_result_splits_into_the_results_of_its_chips(data):
     """A result of chips of several configurations, split by chip, gives each configuration
     what a run of only its chips gives: accuracies, update and programming pulse counts, cost."""

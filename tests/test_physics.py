@@ -362,6 +362,35 @@ def test_2pcm_pulses_raise_g_plus_for_increase_and_g_minus_for_decrease():
     assert cells.g_minus[0, 0, 1] > gm[0, 0, 1] and cells.g_plus[0, 0, 1] == gp[0, 0, 1]
 
 
+def test_partial_set_noise_of_n_pulses_adds_in_quadrature():
+    """n pulses on a device at G = 0 (full headroom, step factor 1): dG has mean n * step and
+    standard deviation sqrt(n) * sigma * step (before the clip at zero, two sigma away here)."""
+    sigma, step = 0.2, 0.5
+    dev = PCMDevice(PCMConfig(set_step_sigma_rel=sigma, set_step_us=step, g_max_us=1e6, set_step_nonlinearity=1.0))
+    m = 200_000
+    for n in (1.0, 4.0, 9.0):
+        dg = dev.partial_set(torch.zeros(m), torch.full((m,), n), torch.ones(m), torch.randn(m, generator=gen(int(n))))
+        assert float(dg.mean()) == pytest.approx(n * step, rel=0.01)
+        assert float(dg.std()) == pytest.approx(math.sqrt(n) * sigma * step, rel=0.01)
+    with pytest.raises(ValueError, match="standard normal"):
+        dev.partial_set(torch.zeros(3), torch.ones(3), torch.ones(3))
+
+
+def test_2pcm_update_noise_goes_to_the_pulsed_device_only():
+    """With cycle-to-cycle noise, a cell without pulses keeps both conductances and a cell with
+    pulses changes only the device they go to; the noise is one normal per pulsed cell."""
+    cfg = chip(cell={"kind": "2pcm"}, pcm={**QUIET_PCM, "set_step_sigma_rel": 0.5})
+    cells = PCMPairCells(cfg, (1, 50, 40), gen(1), "cpu")
+    n = torch.randint(-3, 4, cells.shape, generator=gen(2)).float()
+    n[n.abs() == 1] = 0.0
+    gp, gm = cells.g_plus.clone(), cells.g_minus.clone()
+    cells.apply_pulses(n.clone())
+    none, up, down = n == 0, n > 0, n < 0
+    assert torch.equal(cells.g_plus[none | down], gp[none | down]) and torch.equal(cells.g_minus[none | up], gm[none | up])
+    steps = torch.cat([(cells.g_plus - gp)[up] / n[up], (cells.g_minus - gm)[down] / -n[down]])
+    assert float(steps.std()) > 0.05 * cfg.pcm.set_step_us  # noisy, not the mean step alone
+
+
 # -- pulses ---------------------------------------------------------------------------
 
 def test_a_slot_fires_with_its_probability_resolved_to_16_bits():

@@ -61,7 +61,8 @@ def _chip_state(tr: Trainer, chip: int) -> list[torch.Tensor]:
 
 
 @pytest.mark.parametrize(("preset", "compile"), [("nature2018", "off"), ("nature2018-held-reference", "off"),
-                                                 ("2pcm", "off"), ("nature2018", "on")])
+                                                 ("2pcm", "off"), ("nature2018", "on"),
+                                                 ("2pcm", "on")])
 def test_a_chip_trains_the_same_alone_or_beside_others(digits, preset, compile):
     """Every chip draws from its own random stream (fabrication, programming, reads, pulse trains),
     so the first chips of a batch train bit for bit as a run of those chips alone (compiled: from

@@ -36,7 +36,7 @@ import torch
 from .config import ChipConfig
 from .devices import Capacitor3T1C, PCMDevice
 from .interface import TransferStats, register_cell
-from .noise import ChipStreams, chip_ranges, randn
+from .noise import ChipStreams, chip_ranges, noise_source, randn
 from .perchip import per_chip
 
 #: version of the named state of the cells (state_dict); bumped when names or meanings change
@@ -596,26 +596,30 @@ class PCMPairCells(_PCMPair):
     def read_var_block(self, rows: torch.Tensor) -> torch.Tensor:
         return self.read_var_us2.index_select(1, rows)
 
-    def update_normals(self, cells: int) -> int:
-        """Normal random numbers an update of ``cells`` cells draws: the partial-SET noise of G+ and G-."""
-        return 2 * cells if self.cfg.pcm.set_step_sigma_rel > 0 else 0
+    def update_normals(self, cells: int) -> int:  # noqa: ARG002
+        """Normal random numbers an update draws beforehand: none, the partial-SET noise is drawn
+        for the pulsed cells only, as the update goes (:func:`analogtrain.noise.pulsed_normals`)."""
+        return 0
 
     def apply_block(self, n: torch.Tensor, rows: torch.Tensor | None, v=None, noise=None) -> None:  # noqa: ARG002
         """n > 0: partial SET of G+; n < 0: partial SET of G- (the weight goes down).
 
-        ``noise``: the source of the cycle-to-cycle noise (default: the cells' generator).
+        ``noise``: the source of the cycle-to-cycle noise (default: the cells' generator).  A
+        cell's pulses all go to one of its two devices, so one normal per pulsed cell is its
+        noise, drawn only for the cells that have pulses.
         """
-        rng = self.generator if noise is None else noise
+        z = None
+        if self.cfg.pcm.set_step_sigma_rel > 0:
+            z = noise_source(self.generator if noise is None else noise, n.device, n.dtype).pulsed_normal(n)
         up = n.clamp(min=0.0)
         down = n.neg_().clamp_(min=0.0)
         if rows is None:
-            self.g_plus.copy_(self.pcm.partial_set(self.g_plus, up, self.step_plus, rng))
-            self.g_minus.copy_(self.pcm.partial_set(self.g_minus, down, self.step_minus, rng))
+            self.g_plus.copy_(self.pcm.partial_set(self.g_plus, up, self.step_plus, z))
+            self.g_minus.copy_(self.pcm.partial_set(self.g_minus, down, self.step_minus, z))
             self.refresh_pcm()
             return
-        gp = self.pcm.partial_set(self.g_plus.index_select(1, rows), up, self.step_plus.index_select(1, rows), rng)
-        gm = self.pcm.partial_set(self.g_minus.index_select(1, rows), down, self.step_minus.index_select(1, rows),
-                                  rng)
+        gp = self.pcm.partial_set(self.g_plus.index_select(1, rows), up, self.step_plus.index_select(1, rows), z)
+        gm = self.pcm.partial_set(self.g_minus.index_select(1, rows), down, self.step_minus.index_select(1, rows), z)
         self.g_plus.index_copy_(1, rows, gp)
         self.g_minus.index_copy_(1, rows, gm)
         if self.drift:

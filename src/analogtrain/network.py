@@ -17,7 +17,7 @@ import torch
 from .config import ChipConfig, ExperimentConfig
 from .crossbar import AnalogCrossbar, DigitalCrossbar
 from .errors import ConfigError
-from .noise import BufferNoise, ChipStreams, Streams, chip_ranges, randn, words
+from .noise import BufferNoise, ChipStreams, Streams, chip_ranges, randn, streams_key, words
 from .perchip import check_batch
 
 Layer = AnalogCrossbar | DigitalCrossbar
@@ -77,6 +77,7 @@ class MLP:
         self.activation_name = activation
         self._act, self._dact = _activation(activation)
         self.generator = generator
+        self._streams_key = streams_key(generator)  # how the compiled step draws for pulsed cells
         self._compiled_step = None  # the compiled step runner, when compile() was called
 
     @property
@@ -184,7 +185,7 @@ class MLP:
     def _step(self, xa: torch.Tensor, rows: torch.Tensor | None, label: torch.Tensor,
               u: torch.Tensor | None, z: torch.Tensor | None) -> torch.Tensor:
         """Forward, backward and update of one example on every chip: tensors in, tensors out."""
-        noise = BufferNoise(u, z)
+        noise = BufferNoise(u, z, self._streams_key)
         last = len(self.layers) - 1
         ctxs = []
         hidden: list[torch.Tensor] = []

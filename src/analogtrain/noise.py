@@ -20,6 +20,15 @@ have not all converged) is drawn from those chips' streams only.  So a chip trai
 bit for bit, whether it trains alone or beside others.  Tensors drawn from chip streams have
 the chips as their first dimension.
 
+Normals for pulsed cells only.  The cycle-to-cycle noise of a partial-SET pulse is needed
+only by the cells that receive pulses in an update, a few percent of an array's cells in a
+typical step.  :func:`pulsed_normals` draws, from each chip's stream, exactly as many normals
+as that chip has pulsed cells (in the cells' memory order) and leaves the other cells zero.
+Inside a compiled step this is one opaque operator (``analogtrain::pulsed_normals``, as the
+count is known only once the pulse counts are), so the step still draws every other number
+beforehand.  On a GPU, where counting would synchronise with the host, every cell draws and
+the unpulsed cells' draws are discarded: the same distribution from a different stream.
+
 Random words.  The pulse trains of the stochastic update need one Bernoulli draw per slot
 (tens of thousands per example).  Like a hardware stochastic-pulse generator, which compares
 a random word with the probability, each slot gets a random 16-bit word ``w`` (uniform on
@@ -32,6 +41,7 @@ uniforms, which was a tenth of a compiled training step.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 
 import torch
@@ -144,6 +154,49 @@ def words(shape: Sequence[int], generator: Streams, device) -> torch.Tensor:
     return draw_words(math.prod(shape), generator, device).view(tuple(shape))
 
 
+def pulsed_normals(n: torch.Tensor, generator: Streams) -> torch.Tensor:
+    """Standard normals where ``n`` is non-zero and zeros elsewhere, in ``n``'s shape (chips first
+    with :class:`ChipStreams`).  On the CPU chip c draws from its own stream exactly as many
+    normals as its slice of ``n`` has non-zero entries, so a chip's draws do not depend on the
+    other chips; on other devices every entry draws (no host synchronisation)."""
+    if n.device.type != "cpu":
+        return randn(tuple(n.shape), generator, n.device, n.dtype).mul_(n.ne(0))
+    where = n.reshape(-1).nonzero().squeeze(1)  # a few percent of the cells, chip by chip
+    if isinstance(generator, ChipStreams):
+        per_chip = math.prod(_chips_first(generator, n.shape))
+        counts = torch.bincount(where.div(per_chip, rounding_mode="floor"), minlength=len(generator)).tolist()
+        z = torch.cat([torch.empty(k, dtype=n.dtype).normal_(generator=g)
+                       for k, g in zip(counts, generator.generators)])
+    else:
+        z = torch.randn(int(where.numel()), generator=generator, dtype=n.dtype)
+    return torch.zeros_like(n).view(-1).index_copy_(0, where, z).view(n.shape)
+
+
+# The compiled step reaches its chips' streams through an integer key (an operator's arguments
+# are tensors and numbers); the registry does not keep a network's streams alive.
+_STREAMS: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
+
+
+def streams_key(generator: Streams) -> int:
+    """The key under which ``generator`` is found by the compiled ``pulsed_normals`` operator."""
+    if generator is None:
+        generator = torch.default_generator
+    _STREAMS[id(generator)] = generator
+    return id(generator)
+
+
+@torch.library.custom_op("analogtrain::pulsed_normals", mutates_args=())
+def _pulsed_normals_op(n: torch.Tensor, key: int, after: torch.Tensor) -> torch.Tensor:  # noqa: ARG001
+    """``after``: the previous draw of the step, so the compiler keeps the draws (which advance
+    the same streams) in the order the eager step makes them."""
+    return pulsed_normals(n, _STREAMS[key])  # type: ignore[arg-type]
+
+
+@_pulsed_normals_op.register_fake
+def _(n: torch.Tensor, key: int, after: torch.Tensor) -> torch.Tensor:  # noqa: ARG001
+    return torch.empty_like(n)
+
+
 class GeneratorNoise:
     """Draws on demand from ``generator`` (a ``torch.Generator`` or :class:`ChipStreams`)."""
 
@@ -156,13 +209,20 @@ class GeneratorNoise:
     def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
         return randn(shape, self.generator, self.device, self.dtype)
 
+    def pulsed_normal(self, n: torch.Tensor) -> torch.Tensor:
+        """Standard normals for the cells with pulses in ``n`` (:func:`pulsed_normals`)."""
+        return pulsed_normals(n, self.generator)
+
 
 class BufferNoise:
     """Consecutive pieces of pre-drawn per-chip buffers ``[chips, n]``; a request of shape
-    ``(chips, ...)`` takes the next ``prod(...)`` numbers of every chip's buffer."""
+    ``(chips, ...)`` takes the next ``prod(...)`` numbers of every chip's buffer.  Normals for
+    pulsed cells, whose number the step learns only as it goes, are drawn when asked from the
+    streams of ``key`` (:func:`streams_key`)."""
 
-    def __init__(self, words: torch.Tensor | None, normal: torch.Tensor | None):
-        self._u, self._z = words, normal
+    def __init__(self, words: torch.Tensor | None, normal: torch.Tensor | None, key: int | None = None):
+        self._u, self._z, self._key = words, normal, key
+        self._last: torch.Tensor | None = None  # the last draw for pulsed cells (orders the next)
         self._iu = 0
         self._iz = 0
 
@@ -179,6 +239,14 @@ class BufferNoise:
     def normal(self, shape: tuple[int, ...]) -> torch.Tensor:
         out, self._iz = self._take(self._z, self._iz, shape)
         return out
+
+    def pulsed_normal(self, n: torch.Tensor) -> torch.Tensor:
+        if self._key is None:
+            raise RuntimeError("this noise buffer has no streams to draw normals for pulsed cells from")
+        if torch.compiler.is_compiling():
+            self._last = _pulsed_normals_op(n, self._key, n if self._last is None else self._last)
+            return self._last
+        return pulsed_normals(n, _STREAMS[self._key])  # type: ignore[arg-type]
 
     def unused(self) -> tuple[int, int]:
         """Numbers drawn but not handed out (words, normal); a correct demand leaves (0, 0)."""

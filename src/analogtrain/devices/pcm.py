@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import PCMConfig
-from ..noise import NoiseSource, Streams, noise_source, randn
+from ..noise import Streams, randn
 
 
 @dataclass
@@ -137,12 +137,12 @@ class PCMDevice:
         g: torch.Tensor,
         n_pulses: torch.Tensor,
         step_factor: torch.Tensor,
-        generator: "torch.Generator | NoiseSource | None",
+        normal: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Conductance after ``n_pulses`` (>= 0) partial-SET pulses.
 
-        ``generator``: a generator or a noise source (:mod:`analogtrain.noise`) for the
-        cycle-to-cycle noise (one standard normal per device when ``set_step_sigma_rel > 0``).
+        ``normal``: a standard normal per device for the cycle-to-cycle noise (needed when
+        ``set_step_sigma_rel > 0``; only the devices that receive pulses use theirs).
 
         The mean step is evaluated at the starting conductance (a burst of pulses within one
         update), the cycle-to-cycle noise of n independent pulses adds in quadrature
@@ -154,8 +154,9 @@ class PCMDevice:
         step = cfg.set_step_us * step_factor * headroom.pow_(cfg.set_step_nonlinearity)
         mean = n_pulses * step
         if cfg.set_step_sigma_rel > 0:
-            noise = noise_source(generator, g.device, g.dtype).normal(tuple(g.shape))
-            dg = mean + noise * (cfg.set_step_sigma_rel * step) * n_pulses.sqrt()
+            if normal is None:
+                raise ValueError("partial_set with set_step_sigma_rel > 0 needs a standard normal per device")
+            dg = mean + normal * (cfg.set_step_sigma_rel * step) * n_pulses.sqrt()
             dg.clamp_(min=0.0)
         else:
             dg = mean
