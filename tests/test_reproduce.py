@@ -473,3 +473,45 @@ def test_variants_trained_side_by_side_give_the_same_results(tmp_path, monkeypat
         assert any(f"[mnist/{v}] final test accuracy" in line for line in logs), v
     with pytest.raises(ConfigError, match="--jobs"):
         reproduce.run_reproduction("mnist", tmp_path / "three", jobs=0, **kw)
+
+
+def test_variants_trained_as_one_batch_give_the_results_they_have_alone(tmp_path, monkeypatch):
+    """--batch-variants on: the 2PCM+3T1C variants that differ in per-chip parameters train as one
+    batch of chips, and every variant's accuracies, pulse counts, ED Fig. 2 statistics (window by
+    window), device-state histograms and transfer log equal those of training it alone."""
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    variants = ["software", "nature2018", "nature2018-held-reference", "2pcm", "nature2018-no-inversion"]
+    kw = dict(quick=True, limit_train=60, limit_test=40, progress=False, measure_batching=False, chips=2,
+              variants=variants, transfer_interval=20)
+    s = settings.make_settings("mnist", prepare.prepare_data("mnist", None, True, 60, 40, 0, False, None, None,
+                                                             settings.CIFAR_BACKBONE, "cpu"), True, None, 20, {})
+    assert reproduce.batch_groups(variants, s, 2, 0) == [
+        ["software"], ["nature2018", "nature2018-held-reference", "nature2018-no-inversion"], ["2pcm"]]
+    alone = reproduce.run_reproduction("mnist", tmp_path / "alone", batch_variants=False, **kw)
+    logs: list[str] = []
+    batch = reproduce.run_reproduction("mnist", tmp_path / "batch", batch_variants=True, log=logs.append,
+                                       **{**kw, "progress": True})
+    assert any("trained as one batch of 6 chips" in line for line in logs)
+    a, b = alone.experiments["mnist"].variants, batch.experiments["mnist"].variants
+    assert list(a) == list(b) == variants
+    for v in variants:
+        ra, rb = a[v], b[v]
+        assert rb.chips == 2 and rb.config == ra.config, v
+        assert [h.test_accuracy for h in ra.history] == [h.test_accuracy for h in rb.history], v
+        assert ra.update_pulses == rb.update_pulses and ra.transfer_tuning_pulses == rb.transfer_tuning_pulses, v
+        assert ra.per_chip_counts == rb.per_chip_counts, v
+        assert ra.pulse_statistics == rb.pulse_statistics, v
+        strip = [{k: w[k] for k in ("examples", "median_total", "median_abs_net", "layers") if k in w}
+                 for w in ra.pulse_statistics_per_window]
+        assert strip == rb.pulse_statistics_per_window and strip, v
+        keys = ["state_histograms"] + (["pulse_statistics_pooled"] if v != "software" else [])
+        if v.startswith("nature2018"):
+            keys.append("state_histograms_before_last_transfer")
+        for key in keys:
+            assert ra.analysis.get(key) and ra.analysis[key] == rb.analysis.get(key), (v, key)
+        assert [e["pulses"] for e in ra.analysis["transfer_pulse_log"]] == \
+            [e["pulses"] for e in rb.analysis["transfer_pulse_log"]], v
+    assert b["nature2018"].analysis["trained_in_batch_with"] == ["nature2018-held-reference", "nature2018-no-inversion"]
+    assert "trained as one batch of chips" in (tmp_path / "batch" / "report.md").read_text(encoding="utf-8")
+    assert not (tmp_path / "batch" / "checkpoints").exists() or not any((tmp_path / "batch" / "checkpoints").iterdir())

@@ -238,7 +238,7 @@ class Trainer:
         if self.schedule.has_transfer and seen % self.schedule.interval == 0:
             # one transfer round: every column of every layer has been transferred once
             st.transfers += 1
-            self.transfer_pulse_log.append({"examples": seen, "pulses": list(self._round_pulses)})
+            self.transfer_pulse_log.append(self._round_entry(seen))
             self._round_pulses = [0] * len(mlp.layers)
         if self.schedule.reset_due(seen):
             for li, layer in enumerate(mlp.layers):
@@ -249,6 +249,32 @@ class Trainer:
             self.pulse_window = [self._window_stats(layer) for layer in mlp.layers]
             self.pulse_window_history.append(self._window_summary(seen))
 
+    def _round_entry(self, seen: int) -> dict[str, Any]:
+        """The transfer log's entry of the round that just ended: tuning pulses per layer, and per
+        layer and chip (the running per-chip totals less the earlier rounds'), where the run has
+        kept them from its start."""
+        entry: dict[str, Any] = {"examples": seen, "pulses": list(self._round_pulses)}
+        log = self.transfer_pulse_log
+        if self.per_chip_counts is not None and all("pulses_per_chip" in e for e in log):
+            now = self.per_chip_counts["transfer_tuning_pulses"]
+            entry["pulses_per_chip"] = [
+                [n - sum(e["pulses_per_chip"][li][c] for e in log) for c, n in enumerate(layer)]
+                for li, layer in enumerate(now)]
+        return entry
+
+    def config_groups(self) -> list[tuple[int, int]] | None:
+        """For a batch of chips of several configurations: the chip ranges [a, b) of consecutive
+        chips with one configuration (a variant, a sweep point).  None for chips of one config."""
+        cfgs = self.chip_configs
+        if cfgs is None:
+            return None
+        groups, start = [], 0
+        for i in range(1, len(cfgs) + 1):
+            if i == len(cfgs) or cfgs[i] != cfgs[start]:
+                groups.append((start, i))
+                start = i
+        return groups if len(groups) > 1 else None
+
     def _count_per_chip(self, name: str, layer: int, counts: list[int]) -> None:
         if self.per_chip_counts is not None:
             row = self.per_chip_counts[name][layer]
@@ -257,14 +283,25 @@ class Trainer:
 
     def _window_summary(self, seen: int) -> dict[str, Any]:
         """Medians of total and |net| pulses per tracked synapse in the window just closed,
-        pooled over layers and chips and per layer (ED Fig. 2's two numbers, window by window)."""
-        out: dict[str, Any] = {"examples": seen, "layers": []}
+        pooled over layers and chips and per layer (ED Fig. 2's two numbers, window by window);
+        for a batch of several configurations also each configuration's (``by_config``)."""
+        out = {"examples": seen, **self._window_medians()}
+        groups = self.config_groups()
+        if groups:
+            out["by_config"] = [{"chips": [a, b], **self._window_medians((a, b))} for a, b in groups]
+        return out
+
+    def _window_medians(self, chips: tuple[int, int] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {"layers": []}
         nets, tots = [], []
         for w in self.pulse_window or []:
             if not w or w["net"].numel() == 0:
                 out["layers"].append(None)
                 continue
-            net, tot = w["net"].abs().double().flatten(), w["total"].double().flatten()
+            net, tot = w["net"], w["total"]
+            if chips is not None:
+                net, tot = net[chips[0]:chips[1]], tot[chips[0]:chips[1]]
+            net, tot = net.abs().double().flatten(), tot.double().flatten()
             nets.append(net)
             tots.append(tot)
             out["layers"].append({"median_total": float(tot.median()), "median_abs_net": float(net.median())})
@@ -614,19 +651,24 @@ class Trainer:
                 k: [list(v) for v in layers] for k, layers in self.per_chip_counts.items()},
         )
 
-    def pulse_statistics(self) -> list[dict[str, Any]] | None:
+    def pulse_statistics(self, chips: tuple[int, int] | None = None) -> list[dict[str, Any]] | None:
         """Per layer: median |net| and total update pulses per tracked synapse over the last
-        complete window of two transfer intervals (ED Fig. 2), and the update rate."""
+        complete window of two transfer intervals (ED Fig. 2), and the update rate.  ``chips``
+        (a, b): of chips a .. b-1 only.  For a batch of several configurations, each layer's
+        entry also holds each configuration's (``by_config``)."""
         if self.pulse_window is None:
             return None
         out = []
         window = 2 * self.schedule.interval
+        groups = self.config_groups() if chips is None else None
         for w in self.pulse_window:
             if not w or w["net"].numel() == 0:
                 out.append({})
                 continue
             net, total = w["net"].abs(), w["total"]
-            out.append({
+            if chips is not None:
+                net, total = net[chips[0]:chips[1]], total[chips[0]:chips[1]]
+            entry: dict[str, Any] = {
                 "window_examples": window,
                 "tracked_synapses": int(net.shape[1]),
                 "median_abs_net": float(net.median()),
@@ -635,7 +677,13 @@ class Trainer:
                 "mean_total": float(total.mean()),
                 "p90_abs_net": float(net.flatten().kthvalue(max(1, int(0.9 * net.numel()))).values),
                 "p90_total": float(total.flatten().kthvalue(max(1, int(0.9 * total.numel()))).values),
-            })
+            }
+            out.append(entry)
+        if groups:
+            by = [self.pulse_statistics((a, b)) or [] for a, b in groups]
+            for li, entry in enumerate(out):
+                if entry:
+                    entry["by_config"] = [{"chips": [a, b], **g[li]} for (a, b), g in zip(groups, by)]
         return out
 
 

@@ -36,41 +36,49 @@ def _hist(t: torch.Tensor, lo: float | None = None, hi: float | None = None, bin
     }
 
 
-def state_histograms(trainer, snapshot: bool = False) -> list[dict[str, Any]]:
-    """Per layer, histograms (all chips pooled) of G+, G- (uS), V_C (V) and the weights.
+def _chip_slice(chips: tuple[int, int] | None) -> slice:
+    return slice(None) if chips is None else slice(chips[0], chips[1])
+
+
+def state_histograms(trainer, snapshot: bool = False, chips: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """Per layer, histograms (all chips pooled) of G+, G- (uS), V_C (V) and the weights;
+    ``chips`` (a, b): of chips a .. b-1 only (a variant of a batch).
 
     Reading V_C brings the deferred capacitor leakage up to date, which changes the run's
     floating-point path; with ``snapshot`` the cells are deep-copied first, so a histogram
     taken during training leaves the run bit for bit as it would have been.
     """
     chip = trainer.config.chip
+    sel = _chip_slice(chips)
     out = []
     for layer in trainer.mlp.layers:
         cells = getattr(layer, "cells", None)
         if cells is None:
-            out.append({"weight": _hist(layer.weights())})
+            out.append({"weight": _hist(layer.weights()[sel])})
             continue
         if snapshot:
             cells = copy.deepcopy(cells)
         st = cells.state_tensors()  # brings deferred capacitor leakage up to date
-        entry: dict[str, Any] = {"weight": _hist(cells.weight_us() / layer.scale_us)}
-        entry["g_plus_us"] = _hist(st["g_plus_us"], 0.0, chip.pcm.g_max_us)
-        entry["g_minus_us"] = _hist(st["g_minus_us"], 0.0, chip.pcm.g_max_us)
+        entry: dict[str, Any] = {"weight": _hist(cells.weight_us()[sel] / layer.scale_us)}
+        entry["g_plus_us"] = _hist(st["g_plus_us"][sel], 0.0, chip.pcm.g_max_us)
+        entry["g_minus_us"] = _hist(st["g_minus_us"][sel], 0.0, chip.pcm.g_max_us)
         if "v_c_v" in st:
-            entry["v_c_v"] = _hist(st["v_c_v"], 0.0, chip.capacitor.supply_v)
-            entry["polarity_negative_fraction"] = float((st["polarity"] < 0).double().mean())
+            entry["v_c_v"] = _hist(st["v_c_v"][sel], 0.0, chip.capacitor.supply_v)
+            entry["polarity_negative_fraction"] = float((st["polarity"][sel] < 0).double().mean())
         out.append(entry)
     return out
 
 
-def pooled_pulse_statistics(trainer) -> dict[str, Any] | None:
+def pooled_pulse_statistics(trainer, chips: tuple[int, int] | None = None) -> dict[str, Any] | None:
     """Median and 90th percentile of |net| and total pulses over every tracked synapse of every
-    layer and chip (the last complete two-interval window), or None without a window."""
+    layer and chip (the last complete two-interval window), or None without a window; ``chips``
+    (a, b): of chips a .. b-1 only."""
     window = trainer.pulse_window
     if not window or not any(window):
         return None
-    net = torch.cat([w["net"].abs().flatten() for w in window if w]).double()
-    tot = torch.cat([w["total"].flatten() for w in window if w]).double()
+    sel = _chip_slice(chips)
+    net = torch.cat([w["net"][sel].abs().flatten() for w in window if w]).double()
+    tot = torch.cat([w["total"][sel].flatten() for w in window if w]).double()
     return {
         "window_examples": 2 * trainer.schedule.interval,
         "tracked_synapses": int(net.numel()),
@@ -80,15 +88,17 @@ def pooled_pulse_statistics(trainer) -> dict[str, Any] | None:
     }
 
 
-def save_pulse_window(trainer, path: Path) -> str | None:
+def save_pulse_window(trainer, path: Path, chips: tuple[int, int] | None = None) -> str | None:
+    """Write the last window's per-synapse pulses (of chips a .. b-1 with ``chips``) to ``path``."""
     window = trainer.pulse_window
     if not window or not any(window):
         return None
+    sel = _chip_slice(chips)
     arrays = {}
     for i, w in enumerate(window):
         if w:
-            arrays[f"layer{i}_net"] = w["net"].to(torch.float32).numpy()
-            arrays[f"layer{i}_total"] = w["total"].to(torch.float32).numpy()
+            arrays[f"layer{i}_net"] = w["net"][sel].to(torch.float32).numpy()
+            arrays[f"layer{i}_total"] = w["total"][sel].to(torch.float32).numpy()
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(path, **arrays)
     return path.name

@@ -148,6 +148,10 @@ def _experiment_md(entry: ExperimentResult, out: Path, quick: bool) -> list[str]
                  f"{_fmt(res.images_per_s, 0)} |")
     L += ["", "chip - software: the variant's accuracy minus software's, in points; negative means the variant is "
           "below software.", ""]
+    batched = [name for name, res in variants.items() if res.analysis.get("trained_in_batch_with")]
+    if batched:
+        L += [f"{', '.join(batched)} trained as one batch of chips (`--batch-variants`), each variant's chips with "
+              "the results they have alone; their wall time is the batch's.", ""]
 
     checks = entry.checks or paper_checks(entry, quick)
     L += ["### The paper's claims", "", "| claim | paper | this run | verdict |", "|---|---|---|---|"]

@@ -85,48 +85,116 @@ def _train_variant(variant: str, settings: Settings, data: Dataset, chips: int, 
                    progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str,
                    compile_mode: str = "auto", checkpoint_every: int = CHECKPOINT_EVERY,
                    resume: bool = False) -> TrainingResult:
+    return _train_batch([variant], settings, data, chips, seed, device, progress, log, out_dir, experiment,
+                        compile_mode, checkpoint_every, resume)[variant]
+
+
+def batch_groups(variants: Sequence[str], settings: Settings, chips: int, seed: int,
+                 compile_mode: str = "auto") -> list[list[str]]:
+    """``variants`` in groups that train as one batch of chips: analog variants with the same
+    training settings whose chips differ only in per-chip parameters
+    (:data:`analogtrain.perchip.PER_CHIP_FIELDS`): with the default variants, ``nature2018``, the
+    held reference, no inversion and ideal CMOS.  Order kept; the others alone."""
+    from ..perchip import check_batch
+
+    groups: list[tuple[Any, list[str]]] = []
+    for v in variants:
+        cfg = variant_config(v, settings, chips, seed, compile_mode)
+        for first, members in groups:
+            if cfg.chip.cell.kind == "digital" or first.chip.cell.kind == "digital" or cfg.training != first.training:
+                continue
+            try:
+                check_batch([first.chip, cfg.chip])
+            except ConfigError:
+                continue
+            members.append(v)
+            break
+        else:
+            groups.append((cfg, [v]))
+    return [members for _, members in groups]
+
+
+def _train_batch(variants: list[str], settings: Settings, data: Dataset, chips: int, seed: int, device: str,
+                 progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str,
+                 compile_mode: str = "auto", checkpoint_every: int = CHECKPOINT_EVERY,
+                 resume: bool = False) -> dict[str, TrainingResult]:
+    """Train ``variants`` (one, or a group of :func:`batch_groups`) as one batch of ``chips`` chips
+    each; every variant's chips start from the weights and random streams of a run of its own
+    and end where that run ends, so each variant's result is the one it has alone."""
     from ..training import Trainer
 
-    cfg = variant_config(variant, settings, chips, seed, compile_mode)
-    trainer = Trainer(cfg, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=device)
-    ckpt = checkpoint_path(out_dir, experiment, variant)
+    cfgs = [variant_config(v, settings, chips, seed, compile_mode) for v in variants]
+    if len(variants) == 1:
+        trainer = Trainer(cfgs[0], data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes,
+                          device=device)
+    else:
+        first = cfgs[0]
+        batch = first.replace(training=first.training.replace(chips=chips * len(variants)))
+        trainer = Trainer(batch, data.x_train, data.y_train, data.x_test, data.y_test, data.n_classes, device=device,
+                          chip_configs=[c.chip for c in cfgs for _ in range(chips)],
+                          chip_ids=[i for _ in cfgs for i in range(chips)])
+    ranges = {v: (k * chips, (k + 1) * chips) for k, v in enumerate(variants)}
+    ckpt = checkpoint_path(out_dir, experiment, "+".join(variants))
     ckpt.parent.mkdir(parents=True, exist_ok=True)
+    name = "/".join(variants) if len(variants) > 1 else variants[0]
     if resume and ckpt.exists():
         trainer.load_checkpoint(ckpt)
-        log(f"  [{experiment}/{variant}] resuming from {ckpt} at example {trainer.state.examples_seen:,}")
+        log(f"  [{experiment}/{name}] resuming from {ckpt} at example {trainer.state.examples_seen:,}")
+    elif len(variants) > 1:
+        log(f"  [{experiment}] {', '.join(variants)}: {chips} chips each, trained as one batch of "
+            f"{chips * len(variants)} chips")
 
     def on_epoch(rec) -> None:
-        accs = ", ".join(f"{100 * a:.2f}" for a in rec.test_accuracy)
-        log(f"  [{experiment}/{variant}] epoch {rec.epoch}/{settings.epochs}: test accuracy % per chip {accs} "
-            f"(transfers {rec.transfers}, {rec.wall_s:.1f} s)")
+        for v, (a, b) in ranges.items():
+            accs = ", ".join(f"{100 * acc:.2f}" for acc in rec.test_accuracy[a:b])
+            log(f"  [{experiment}/{v}] epoch {rec.epoch}/{settings.epochs}: test accuracy % per chip {accs} "
+                f"(transfers {rec.transfers}, {rec.wall_s:.1f} s)")
 
     # V_C is reset at every transfer, and a run of whole intervals ends with one: keep the state
     # one example before the last transfer too, when the capacitors hold a whole interval of updates
     total = settings.epochs * data.n_train
     interval = settings.transfer_interval
-    last = (total // interval) * interval if cfg.chip.cell.kind == "2pcm+3t1c" else 0
+    last = (total // interval) * interval if cfgs[0].chip.cell.kind == "2pcm+3t1c" else 0
     snap: dict[str, Any] = {}
 
     def on_step(tr) -> bool:
         if last > 1 and tr.state.examples_seen == last - 1:
-            snap["hist"] = state_histograms(tr, snapshot=True)
+            for v, span in ranges.items():
+                snap[v] = state_histograms(tr, snapshot=True, chips=span if len(variants) > 1 else None)
         return False
 
     result = trainer.train(progress=progress, on_epoch=on_epoch, on_step=on_step if last > 1 else None,
                            checkpoint_every=checkpoint_every, checkpoint_path=ckpt)
-    result.variant = variant
-    extra = result.analysis
-    extra["state_histograms"] = state_histograms(trainer)
-    if snap:
-        extra["state_histograms_before_last_transfer"] = snap["hist"]
-        extra["state_before_last_transfer_examples"] = last - 1
-    extra["transfer_pulse_log"] = list(trainer.transfer_pulse_log)
-    extra["pulse_statistics_pooled"] = pooled_pulse_statistics(trainer)
-    window_file = out_dir / "data" / f"{experiment}__{variant}__pulse_window.npz"
-    extra["pulse_window_file"] = save_pulse_window(trainer, window_file)
-    if not snap and last > 1:
-        extra["state_histograms_before_last_transfer_missing"] = "the run was resumed after that point"
-    return result
+    out: dict[str, TrainingResult] = {}
+    for v, cfg in zip(variants, cfgs):
+        span = ranges[v] if len(variants) > 1 else None
+        res = result if span is None else result.select_chips(range(*span), config=cfg.to_dict(), variant=v)
+        res.variant = v
+        extra = res.analysis
+        if span is not None:
+            extra["trained_in_batch_with"] = [w for w in variants if w != v]
+        extra["state_histograms"] = state_histograms(trainer, chips=span)
+        if v in snap:
+            extra["state_histograms_before_last_transfer"] = snap[v]
+            extra["state_before_last_transfer_examples"] = last - 1
+        extra["transfer_pulse_log"] = _transfer_log(trainer.transfer_pulse_log, span)
+        extra["pulse_statistics_pooled"] = pooled_pulse_statistics(trainer, chips=span)
+        window_file = out_dir / "data" / f"{experiment}__{v}__pulse_window.npz"
+        extra["pulse_window_file"] = save_pulse_window(trainer, window_file, chips=span)
+        if v not in snap and last > 1:
+            extra["state_histograms_before_last_transfer_missing"] = "the run was resumed after that point"
+        out[v] = res
+    return out
+
+
+def _transfer_log(log: list[dict[str, Any]], chips: tuple[int, int] | None) -> list[dict[str, Any]]:
+    """The trainer's transfer log, or its entries for chips a .. b-1 of a batch (their tuning
+    pulses per layer, summed over those chips)."""
+    if chips is None:
+        return list(log)
+    a, b = chips
+    return [{"examples": e["examples"], "pulses": [sum(layer[a:b]) for layer in e["pulses_per_chip"]]}
+            for e in log if "pulses_per_chip" in e]
 
 
 def _check_positive(name: str, value: Any, allow_none: bool = True) -> None:
@@ -288,7 +356,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                      measure_batching: bool = True, timing_examples: int | None = None,
                      log: Callable[[str], None] | None = None, compile_mode: str = "auto",
                      resume: bool = False, force: bool = False, checkpoint_every: int = CHECKPOINT_EVERY,
-                     jobs: int = 1,
+                     jobs: int = 1, batch_variants: bool | None = None,
                      overrides: dict[str, Any] | None = None) -> RunResult:
     """Run one experiment (or ``"all"``) for every variant; write results.json, report.md, figures.
 
@@ -320,6 +388,10 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
         force: replace the run ``out_dir`` already holds (otherwise a folder holding a run is refused).
         jobs: train up to this many variants at once, each in its own process with ``threads``
             threads (the results are the same as one after the other).
+        batch_variants: train the 2PCM+3T1C variants that differ only in per-chip parameters
+            (:func:`batch_groups`) as one batch of chips; each variant's results are the same as
+            alone.  None: on a GPU only (on a CPU a batch costs per chip what separate runs do, and
+            separate runs share the cores; docs/reproduce.md).
         overrides: nested config overrides (as ``--set`` / ``--config`` give them) applied to every
             variant on top of its preset and the experiment's settings, e.g.
             ``{"chip": {"transfer": {"mode": "column"}}}``; recorded in the results and the report.
@@ -345,6 +417,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         raise DataError(f"data folder {data_dir} does not exist; pass the folder that holds mnist/, cifar10/, ...")
     user_overrides = check_user_overrides(overrides, variant_list)
+    batch = torch.device(device).type == "cuda" if batch_variants is None else bool(batch_variants)
     out = prepare_output_dir(out_dir)
     if log is None:
         log = (lambda s: print(s, flush=True)) if progress else (lambda s: None)
@@ -360,7 +433,8 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                    "limit_train": limit_train, "limit_test": limit_test, "input_size": input_size,
                    "backbone": backbone, "cache_dir": None if cache_dir is None else str(cache_dir),
                    "transfer_interval": transfer_interval,
-                   **({"overrides": user_overrides} if user_overrides else {})},
+                   **({"overrides": user_overrides} if user_overrides else {}),
+                   **({"batch_variants": True} if batch else {})},
         environment=environment(),
     )
     from ..runs.store import refuse_overwrite, require_resumable
@@ -407,7 +481,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                 else:
                     todo.append(variant)
 
-            def finished(variant: str, res: TrainingResult) -> None:
+            def finished(variant: str, res: TrainingResult, unit: list[str] | None = None) -> None:
                 entry.variants[variant] = res
                 entry.variants = {v: entry.variants[v] for v in variant_list if v in entry.variants}
                 acc = res.final_test_accuracy or []
@@ -416,24 +490,26 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                 entry.wall_s = time.perf_counter() - t_exp
                 results.wall_s = time.perf_counter() - t_start
                 results.write(out)
-                checkpoint_path(out, exp, variant).unlink(missing_ok=True)
+                if unit is None or all(v in entry.variants for v in unit):
+                    checkpoint_path(out, exp, "+".join(unit or [variant])).unlink(missing_ok=True)
 
             if not started:  # from here on the folder holds the run, so a run cut in its first variant resumes
                 results.write(out)
                 started = True
             args = (settings, data, chips, seed, device)
             rest = (out, exp, compile_mode, checkpoint_every, resume)
-            if jobs > 1 and len(todo) > 1:
+            units = batch_groups(todo, settings, chips, seed, compile_mode) if batch else [[v] for v in todo]
+            if jobs > 1 and len(units) > 1:
                 import concurrent.futures
                 import multiprocessing
 
-                log(f"  training {len(todo)} variants, {min(jobs, len(todo))} at a time (--jobs {jobs})")
+                log(f"  training {len(todo)} variants, {min(jobs, len(units))} at a time (--jobs {jobs})")
                 ctx = multiprocessing.get_context("spawn")
                 with ctx.Manager() as manager, concurrent.futures.ProcessPoolExecutor(
-                        max_workers=min(jobs, len(todo)), mp_context=ctx,
+                        max_workers=min(jobs, len(units)), mp_context=ctx,
                         initializer=torch.set_num_threads, initargs=(threads or 1,)) as pool:
                     lines = manager.Queue()
-                    futures = {pool.submit(_train_variant, v, *args, False, _QueueLog(lines), *rest): v for v in todo}
+                    futures = {pool.submit(_train_batch, u, *args, False, _QueueLog(lines), *rest): u for u in units}
                     with _JobsProgress(exp, todo, settings.epochs, progress, log) as bar:
                         outer_log, log = log, bar.write  # finished() prints above the display too
                         pending = set(futures)
@@ -441,13 +517,15 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                             ready, pending = concurrent.futures.wait(pending, timeout=1.0)
                             bar.drain(lines)
                             for fut in ready:
-                                finished(futures[fut], fut.result())
-                                bar.variant_done(futures[fut])
+                                for variant, res in fut.result().items():
+                                    finished(variant, res, futures[fut])
+                                    bar.variant_done(variant)
                         bar.drain(lines)
                         log = outer_log
             else:
-                for variant in todo:
-                    finished(variant, _train_variant(variant, *args, progress, log, *rest))
+                for unit in units:
+                    for variant, res in _train_batch(unit, *args, progress, log, *rest).items():
+                        finished(variant, res, unit)
             old_timing = before.timing if before is not None else None
             if measure_batching and chips > 1 and isinstance(old_timing, dict):
                 entry.timing = old_timing
@@ -530,6 +608,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="train up to N variants at once, each in its own process on one thread "
                         "(default: the cores there are; results are the same as with --jobs 1)")
+    p.add_argument("--batch-variants", choices=("auto", "on", "off"), default="auto",
+                   help="train the 2PCM+3T1C variants that differ only in per-chip parameters as one batch of "
+                        "chips, each with the results it has alone (auto: on a GPU only; on a CPU separate runs "
+                        "on the cores are as fast)")
     p.add_argument("--checkpoint-every", type=int, default=CHECKPOINT_EVERY, metavar="N",
                    help=f"checkpoint the variant in progress every N examples (default {CHECKPOINT_EVERY:,})")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
@@ -563,6 +645,7 @@ def run_cli(args: argparse.Namespace) -> int:
             input_size=args.input_size, device=args.device, transfer_interval=args.transfer_interval,
             compile_mode=args.compile, resume=args.resume, force=args.force,
             jobs=args.jobs or max(1, os.cpu_count() or 1),
+            batch_variants={"auto": None, "on": True, "off": False}[args.batch_variants],
             checkpoint_every=args.checkpoint_every,
             overrides=overrides,
         )

@@ -114,8 +114,9 @@ class TrainingResult:
                      variant: str | None = None) -> TrainingResult:
         """The result of chips ``chips`` (indices) of this run alone, as a run of only them gives it:
         per-chip values picked, counts summed over those chips.  ``config``: theirs, where the run
-        was a batch of several configurations.  The pulse statistics pool every chip's tracked
-        synapses and are not split: the selection has none (nor this result's ``analysis``)."""
+        was a batch of several configurations.  The pulse statistics pool the tracked synapses of
+        the chips they were taken over: the selection has them where the chips are one
+        configuration of such a batch (``by_config``), else none (nor this result's ``analysis``)."""
         if self.per_chip_counts is None:
             raise DataError("this result keeps no per-chip counts (an earlier version wrote it), so it cannot be "
                             "split by chip")
@@ -131,11 +132,26 @@ class TrainingResult:
                    for r in self.history]
         counts = {k: [pick(layer) for layer in v] for k, v in self.per_chip_counts.items()}
         totals = {k: [sum(layer) for layer in v] for k, v in counts.items()}
+        span = [idx[0], idx[-1] + 1] if idx == list(range(idx[0], idx[-1] + 1)) else None
+
+        def of_config(entry: dict[str, Any] | None) -> dict[str, Any] | None:
+            """``entry``'s statistics over exactly the selected chips, if it has them."""
+            for sub in (entry or {}).get("by_config") or []:
+                if sub.get("chips") == span:
+                    return {k: v for k, v in sub.items() if k != "chips"}
+            return None
+
+        stats = [of_config(e) if e else {} for e in self.pulse_statistics or []]
+        windows = [of_config(w) for w in self.pulse_statistics_per_window]
+        pulse_statistics = stats if stats and all(e is not None for e in stats) else None
+        per_window = [{"examples": w["examples"], **sub} for w, sub in zip(self.pulse_statistics_per_window, windows)
+                      if sub is not None] if all(sub is not None for sub in windows) else []
         return dataclasses.replace(
             self, chips=len(idx), history=history, **totals,
             update_pulses=[None if v is None else pick(v) for v in self.update_pulses],
             saturated_updates=[None if v is None else pick(v) for v in self.saturated_updates],
-            pulse_statistics=None, pulse_statistics_per_window=[], analysis={}, per_chip_counts=counts,
+            pulse_statistics=pulse_statistics, pulse_statistics_per_window=per_window, analysis={},
+            per_chip_counts=counts,
             config=self.config if config is None else config, variant=self.variant if variant is None else variant)
 
     @property
