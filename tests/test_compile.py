@@ -111,10 +111,12 @@ def test_software_and_drift_stay_eager():
     assert not drift.compile()
 
 
-def test_the_compiled_step_is_traced_once_over_a_thousand_changing_examples(shared_data):
+@pytest.mark.parametrize("preset", ["nature2018", "2pcm"])
+def test_the_compiled_step_is_traced_once_over_a_thousand_changing_examples(shared_data, preset):
     """MNIST examples have different numbers of non-zero pixels, so each step reads a block of
-    rows of another size and draws another number of random words: the step is traced once,
-    with dynamic sizes, and never again."""
+    rows of another size and draws another number of random words (and, for the 2-PCM cell,
+    another number of normals for its pulsed cells): the step is traced once, with dynamic
+    sizes, and never again."""
     import torch._dynamo
     from torch._dynamo.utils import counters
 
@@ -124,7 +126,7 @@ def test_the_compiled_step_is_traced_once_over_a_thousand_changing_examples(shar
     d = at.load_dataset("mnist", shared_data / "mnist", download=False).subset(1000, 50)
     sizes = {int((x > 0).sum()) for x in d.x_train[:1000]}
     assert len(sizes) > 100  # the inputs really change
-    cfg = at.get_preset("nature2018", {"training": {"epochs": 1, "compile": "on", "hidden": [32, 16]}})
+    cfg = at.get_preset(preset, {"training": {"epochs": 1, "compile": "on", "hidden": [32, 16]}})
     torch._dynamo.reset()
     counters.clear()
     Trainer(cfg, d.x_train, d.y_train, d.x_test, d.y_test, d.n_classes).train(progress=False)
