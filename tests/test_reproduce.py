@@ -515,3 +515,32 @@ def test_variants_trained_as_one_batch_give_the_results_they_have_alone(tmp_path
     assert b["nature2018"].analysis["trained_in_batch_with"] == ["nature2018-held-reference", "nature2018-no-inversion"]
     assert "trained as one batch of chips" in (tmp_path / "batch" / "report.md").read_text(encoding="utf-8")
     assert not (tmp_path / "batch" / "checkpoints").exists() or not any((tmp_path / "batch" / "checkpoints").iterdir())
+
+
+def test_a_batch_that_diverges_falls_back_to_its_variants_one_at_a_time(tmp_path, monkeypatch):
+    """A chip diverging stops a whole batch; its variants then train alone, each to the result it
+    has alone, and the log says why."""
+    from analogtrain.errors import TrainingDivergedError
+    from analogtrain.training import Trainer
+
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    kw = dict(quick=True, limit_train=60, limit_test=40, progress=False, measure_batching=False, chips=2,
+              variants=["nature2018", "nature2018-no-inversion"], transfer_interval=20)
+    alone = reproduce.run_reproduction("mnist", tmp_path / "alone", batch_variants=False, **kw)
+    real = Trainer._check_finite
+
+    def diverge_in_batches(self):
+        if self.chip_configs is not None and self.state.examples_seen >= 40:
+            raise TrainingDivergedError("non-finite weights appeared in layer 1 after 40 examples")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "_check_finite", diverge_in_batches)
+    logs: list[str] = []
+    batch = reproduce.run_reproduction("mnist", tmp_path / "batch", batch_variants=True, log=logs.append,
+                                       **{**kw, "progress": True})
+    assert any("the batch nature2018, nature2018-no-inversion stopped" in line for line in logs), logs
+    for v in kw["variants"]:
+        a, b = alone.experiments["mnist"].variants[v], batch.experiments["mnist"].variants[v]
+        assert [h.test_accuracy for h in a.history] == [h.test_accuracy for h in b.history], v
+        assert "trained_in_batch_with" not in b.analysis

@@ -245,3 +245,27 @@ def test_every_example_spec_parses_and_its_points_are_valid_configs(path):
     for p in points:
         cfg = point_config(spec.to_dict(), p.to_dict())
         assert cfg.training.chips == spec.chips and cfg.training.epochs == spec.epochs
+
+
+def test_a_group_whose_batch_fails_trains_its_points_alone(tmp_path, monkeypatch):
+    """One point's chips diverging stops the whole batch: every point of the group then trains
+    alone, so the healthy points keep the rows they have alone."""
+    from analogtrain.errors import TrainingDivergedError
+    from analogtrain.sweep.point import group_points, train_group
+    from analogtrain.training import Trainer
+
+    spec = parse_spec({**SMALL, "group": 4, "epochs": 1})
+    d = spec.to_dict()
+    group = max(group_points(d, [p.to_dict() for p in spec.points()], spec.group), key=len)
+    assert len(group) == 2
+    real = Trainer._check_finite
+
+    def diverge_in_batches(self):
+        if self.chip_configs is not None:
+            raise TrainingDivergedError("non-finite weights appeared in layer 1 after 1 examples")
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "_check_finite", diverge_in_batches)
+    rows = train_group(d, group, str(tmp_path))
+    assert [r["status"] for r in rows] == ["done", "done"]
+    assert all("batched_with" not in r for r in rows)  # each trained alone (the table reads 1)

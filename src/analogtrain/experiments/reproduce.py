@@ -48,7 +48,7 @@ from typing import Any
 import torch
 
 from ..data import Dataset
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, TrainingDivergedError
 from ..runs.results import ExperimentResult, RunResult, TrainingResult
 from . import checks, report
 from .analysis import (
@@ -185,6 +185,13 @@ def _train_batch(variants: list[str], settings: Settings, data: Dataset, chips: 
             extra["state_histograms_before_last_transfer_missing"] = "the run was resumed after that point"
         out[v] = res
     return out
+
+
+def _batch_diverged(out: Path, experiment: str, unit: list[str], exc: Exception, log: Callable[[str], None]) -> None:
+    """A batch of variants stopped because some chip diverged: say so and drop its checkpoint; its
+    variants then train one at a time (a diverging variant stops the run as it would alone)."""
+    log(f"  [{experiment}] the batch {', '.join(unit)} stopped ({exc}); training its variants one at a time")
+    checkpoint_path(out, experiment, "+".join(unit)).unlink(missing_ok=True)
 
 
 def _transfer_log(log: list[dict[str, Any]], chips: tuple[int, int] | None) -> list[dict[str, Any]]:
@@ -517,14 +524,30 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                             ready, pending = concurrent.futures.wait(pending, timeout=1.0)
                             bar.drain(lines)
                             for fut in ready:
+                                unit = futures[fut]
+                                exc = fut.exception()
+                                if isinstance(exc, TrainingDivergedError) and len(unit) > 1:
+                                    _batch_diverged(out, exp, unit, exc, log)
+                                    for v in unit:
+                                        single = pool.submit(_train_batch, [v], *args, False, _QueueLog(lines), *rest)
+                                        futures[single] = [v]
+                                        pending.add(single)
+                                    continue
                                 for variant, res in fut.result().items():
-                                    finished(variant, res, futures[fut])
+                                    finished(variant, res, unit)
                                     bar.variant_done(variant)
                         bar.drain(lines)
                         log = outer_log
             else:
                 for unit in units:
-                    for variant, res in _train_batch(unit, *args, progress, log, *rest).items():
+                    try:
+                        batch_results = _train_batch(unit, *args, progress, log, *rest)
+                    except TrainingDivergedError as exc:
+                        if len(unit) == 1:
+                            raise
+                        _batch_diverged(out, exp, unit, exc, log)
+                        batch_results = {v: _train_batch([v], *args, progress, log, *rest)[v] for v in unit}
+                    for variant, res in batch_results.items():
                         finished(variant, res, unit)
             old_timing = before.timing if before is not None else None
             if measure_batching and chips > 1 and isinstance(old_timing, dict):

@@ -167,7 +167,8 @@ def train_group(spec: dict[str, Any], points: list[dict[str, Any]], out: str) ->
     point's ``result.json`` as :func:`train_point` does: each point's chips start from the weights
     and random streams of a run of its own and end where that run ends (tests/test_perchip.py),
     so its row is the same; its cost comes from its own chips' pulse counts.  Never raises for a
-    bad group: every point of it is recorded as failed with the one-line error."""
+    bad group: if the batch fails (a chip diverging stops a whole batch), every point trains
+    alone, and only the points that fail alone are recorded as failed."""
     if len(points) == 1:
         return [train_point(spec, points[0], out)]
     import torch
@@ -201,10 +202,11 @@ def train_group(spec: dict[str, Any], points: list[dict[str, Any]], out: str) ->
         wall = time.perf_counter() - t0
         rows = [{"point": p, **base, **_done(cfg, result.select_chips(range(k * n, (k + 1) * n), config=cfg.to_dict())),
                  "wall_s": wall} for k, (p, cfg) in enumerate(zip(points, cfgs))]
-    except Exception as exc:  # noqa: BLE001 - a group that fails must not stop the sweep
-        err = _failure(exc)
-        rows = [{"point": p, **base, "status": "failed", "error": err, "wall_s": time.perf_counter() - t0}
-                for p in points]
+    except Exception:  # noqa: BLE001 - a group that fails must not stop the sweep, nor cost its healthy points
+        # one point's chips diverging (or any other failure) stops the whole batch: train every point
+        # of the group alone instead, so each gets the row it would have had without the group
+        (shared / CHECKPOINT_FILE).unlink(missing_ok=True)
+        return [train_point(spec, p, out) for p in points]
     for folder, row in zip(folders, rows):
         write_json(folder / RESULT_FILE, row)
     return rows
