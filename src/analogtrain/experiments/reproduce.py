@@ -546,7 +546,9 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                         if len(unit) == 1:
                             raise
                         _batch_diverged(out, exp, unit, exc, log)
-                        batch_results = {v: _train_batch([v], *args, progress, log, *rest)[v] for v in unit}
+                        for v in unit:  # each written as it finishes: one that diverges keeps the others'
+                            finished(v, _train_batch([v], *args, progress, log, *rest)[v])
+                        continue
                     for variant, res in batch_results.items():
                         finished(variant, res, unit)
             old_timing = before.timing if before is not None else None
