@@ -74,3 +74,25 @@ def per_chip(base: ChipConfig, chips: Sequence[ChipConfig] | None, field: str, n
     if field == "cell.shared_reference":
         values = [v == "leaking" for v in values]
     return torch.tensor([float(v) for v in values], device=device, dtype=dtype)
+
+
+def batch_groups(configs: Sequence[Any], size: int | None = None) -> list[list[int]]:
+    """Indices of ``configs`` (experiment configs) in groups that can train as one batch: analog
+    chips with the same training settings that differ only in :data:`PER_CHIP_FIELDS`, at most
+    ``size`` per group.  Deterministic and in order: the same configs give the same groups (what
+    resuming a batch's checkpoint relies on)."""
+    groups: list[tuple[Any, list[int]]] = []
+    for i, cfg in enumerate(configs):
+        for first, members in groups:
+            if (size is not None and len(members) >= size) or cfg.training != first.training \
+                    or "digital" in (cfg.chip.cell.kind, first.chip.cell.kind):
+                continue
+            try:
+                check_batch([first.chip, cfg.chip])
+            except ConfigError:
+                continue
+            members.append(i)
+            break
+        else:
+            groups.append((cfg, [i]))
+    return [members for _, members in groups]

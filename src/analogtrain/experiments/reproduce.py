@@ -95,23 +95,10 @@ def batch_groups(variants: Sequence[str], settings: Settings, chips: int, seed: 
     training settings whose chips differ only in per-chip parameters
     (:data:`analogtrain.perchip.PER_CHIP_FIELDS`): with the default variants, ``nature2018``, the
     held reference, no inversion and ideal CMOS.  Order kept; the others alone."""
-    from ..perchip import check_batch
+    from ..perchip import batch_groups as groups_of
 
-    groups: list[tuple[Any, list[str]]] = []
-    for v in variants:
-        cfg = variant_config(v, settings, chips, seed, compile_mode)
-        for first, members in groups:
-            if cfg.chip.cell.kind == "digital" or first.chip.cell.kind == "digital" or cfg.training != first.training:
-                continue
-            try:
-                check_batch([first.chip, cfg.chip])
-            except ConfigError:
-                continue
-            members.append(v)
-            break
-        else:
-            groups.append((cfg, [v]))
-    return [members for _, members in groups]
+    configs = [variant_config(v, settings, chips, seed, compile_mode) for v in variants]
+    return [[variants[i] for i in group] for group in groups_of(configs)]
 
 
 def _train_batch(variants: list[str], settings: Settings, data: Dataset, chips: int, seed: int, device: str,

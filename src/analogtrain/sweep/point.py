@@ -134,26 +134,12 @@ def group_points(spec: dict[str, Any], points: list[dict[str, Any]], size: int) 
     settings, analog cells, and chips that differ only in per-chip parameters
     (:data:`analogtrain.perchip.PER_CHIP_FIELDS`).  Deterministic: the same points give the same
     groups (what resuming a group's checkpoint relies on)."""
-    from ..errors import ConfigError
-    from ..perchip import check_batch
+    from ..perchip import batch_groups
 
     if size <= 1:
         return [[p] for p in points]
-    groups: list[tuple[Any, list[dict[str, Any]]]] = []
-    for p in points:
-        cfg = point_config(spec, p)
-        for first, members in groups:
-            if len(members) >= size or cfg.training != first.training or cfg.chip.cell.kind == "digital":
-                continue
-            try:
-                check_batch([first.chip, cfg.chip])
-            except ConfigError:
-                continue
-            members.append(p)
-            break
-        else:
-            groups.append((cfg, [p]))
-    return [members for _, members in groups]
+    groups = batch_groups([point_config(spec, p) for p in points], size)
+    return [[points[i] for i in group] for group in groups]
 
 
 def group_folder(out: str | Path, points: list[dict[str, Any]]) -> Path:
