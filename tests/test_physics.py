@@ -353,6 +353,35 @@ def test_2pcm_occasional_reset_refreshes_only_saturated_pairs_and_keeps_w():
     assert torch.all(cells.g_minus[0, 0, :2] == cfg.pcm.g_reset_us)
 
 
+def test_2pcm_occasional_reset_programs_each_chips_saturated_pairs_from_its_own_stream():
+    """With read and programming noise on, chip 1 of a pair of chips ends its refresh exactly as
+    chip 1 alone does, whatever chip 0 holds: each chip reads and tunes only its saturated pairs,
+    drawing from its own stream.  A chip without saturated pairs draws nothing."""
+    from analogtrain.noise import ChipStreams
+
+    cfg = chip(cell={"kind": "2pcm"}, pcm={"reset_threshold_us": 15.0})
+
+    def cells_of(ids, saturate):
+        cells = PCMPairCells(cfg, (len(ids), 6, 5), ChipStreams.seeded(3, ids), "cpu")
+        cells.g_plus.fill_(10.0)
+        cells.g_minus.fill_(6.0)
+        for i, rows in enumerate(saturate):
+            cells.g_plus[i, rows, 1:4] = 19.0
+        cells.refresh_pcm()
+        return cells
+
+    both = cells_of([0, 1], [slice(0, 5), slice(2, 4)])
+    alone = cells_of([1], [slice(2, 4)])
+    sb, sa = both.occasional_reset(), alone.occasional_reset()
+    assert sb.per_chip_pulses[1] == sa.per_chip_pulses[0] > 0 and sb.cells == 15 + 6
+    assert torch.equal(both.g_plus[1], alone.g_plus[0]) and torch.equal(both.g_minus[1], alone.g_minus[0])
+    quiet = cells_of([0, 1], [slice(0, 0), slice(2, 4)])
+    state = quiet.generator.generators[0].get_state()
+    quiet.occasional_reset()
+    assert torch.equal(quiet.generator.generators[0].get_state(), state)  # chip 0 had nothing to refresh
+    assert torch.equal(quiet.g_plus[0], torch.full_like(quiet.g_plus[0], 10.0))
+
+
 def test_2pcm_pulses_raise_g_plus_for_increase_and_g_minus_for_decrease():
     cfg = chip(cell={"kind": "2pcm"}, pcm={**QUIET_PCM, "set_step_sigma_rel": 0.0, "set_step_mismatch_rel": 0.0})
     cells = PCMPairCells(cfg, (1, 1, 2), gen(), "cpu")

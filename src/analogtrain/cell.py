@@ -189,24 +189,35 @@ class _PCMPair:
                              tuning_pulses=sum(per_chip), unconverged=sum(unconverged), per_chip_pulses=per_chip,
                              per_chip_unconverged=unconverged)
 
-    def program_pair_masked(self, target_w_us: torch.Tensor, mask: torch.Tensor,
-                            chips: list[bool] | None = None) -> TransferStats:
-        """Program only the pairs in ``mask`` (full-shape bool); the others keep their devices.
-        ``chips``: the chips with a pair in ``mask`` (only they tune).
+    def reprogram_pairs(self, mask: torch.Tensor) -> TransferStats:
+        """Read, RESET and reprogram only the pairs in ``mask`` (full-shape bool) to the weight each
+        presented (a noisy read, as the transfer reads); the others keep their devices.
 
+        Chip by chip, the masked pairs are read and tuned as one compact vector, drawing from that
+        chip's stream only, so the work and the draws follow the pairs programmed, not the array.
         Drift bookkeeping stays per column, so a refreshed pair keeps its column's age.
         """
-        per_chip: list[int] = []
-        unconverged: list[int] = []
-        for a, b in self._chip_groups(int(target_w_us[0].numel())):
-            gp, gm, pulses, unc = self._tune_pair(target_w_us[a:b], a, b, chips)
-            m = mask[a:b]
-            self.g_plus[a:b] = torch.where(m, gp, self.g_plus[a:b])
-            self.g_minus[a:b] = torch.where(m, gm, self.g_minus[a:b])
-            per_chip += _chip_totals(pulses.mul_(m)).tolist()
-            unconverged += _chip_totals(unc.mul_(m)).tolist()
-            del gp, gm, pulses, unc
-        return TransferStats(columns=0, cells=int(_chip_totals(mask).sum()), tuning_pulses=sum(per_chip),
+        c_all = self.shape[0]
+        per_chip, unconverged = [0] * c_all, [0] * c_all
+        flat = mask.reshape(c_all, -1)
+        counts = flat.sum(dim=1).tolist()
+        if not any(counts):
+            return TransferStats()
+        gp_now, gm_now = self.effective_conductances()
+        f, reads = self.cfg.cell.gain_f, self.cfg.transfer.reads_averaged
+        for c, k in enumerate(counts):
+            if not k:
+                continue
+            idx = flat[c].nonzero().squeeze(1)
+            gen = self.generator.subset(c, c + 1) if isinstance(self.generator, ChipStreams) else self.generator
+            gp = gp_now[c].reshape(-1).index_select(0, idx).view(1, 1, -1)
+            gm = gm_now[c].reshape(-1).index_select(0, idx).view(1, 1, -1)
+            target = f * (self.pcm.read(gp, gen, reads) - self.pcm.read(gm, gen, reads))
+            new_p, new_m, pulses, unc = self._tune_pair(target, c, c + 1)
+            self.g_plus[c].view(-1).index_copy_(0, idx, new_p.view(-1))
+            self.g_minus[c].view(-1).index_copy_(0, idx, new_m.view(-1))
+            per_chip[c], unconverged[c] = int(pulses.sum()), int(unc.sum())
+        return TransferStats(columns=0, cells=int(sum(counts)), tuning_pulses=sum(per_chip),
                              unconverged=sum(unconverged), per_chip_pulses=per_chip, per_chip_unconverged=unconverged)
 
     # -- named state ------------------------------------------------------------------------
@@ -675,12 +686,9 @@ class PCMPairCells(_PCMPair):
 
     def occasional_reset(self) -> TransferStats:
         """RESET-and-reprogram every saturated pair to the weight it presented (read)."""
-        mask = self.saturated()
-        chips = mask.flatten(1).any(dim=1).tolist()
-        if not any(chips):
-            return TransferStats()
-        stats = self.program_pair_masked(self.read_pcm_weight_us(chips=chips), mask, chips)
-        self.refresh_pcm()
+        stats = self.reprogram_pairs(self.saturated())
+        if stats.cells:
+            self.refresh_pcm()
         return stats
 
     def transfer(self, cols: torch.Tensor | None = None) -> TransferStats:  # noqa: ARG002
