@@ -132,3 +132,26 @@ def test_the_compiled_step_is_traced_once_over_a_thousand_changing_examples(shar
     Trainer(cfg, d.x_train, d.y_train, d.x_test, d.y_test, d.n_classes).train(progress=False)
     assert counters["stats"]["unique_graphs"] == 1
     assert counters["frames"]["total"] == 1
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_the_2pcm_step_draws_every_cells_normal_beforehand_where_counting_would_sync(monkeypatch, compiled):
+    """On a GPU (here: the CPU told to behave so) the partial-SET noise is drawn with the step's
+    other numbers, one normal per cell of the update: the eager step checks that the demand is
+    used exactly, and the compiled step is the eager one (what the noise does to each device:
+    tests/test_physics.py, in both modes)."""
+    from analogtrain import cell
+
+    monkeypatch.setattr(cell, "sparse_normals", lambda device: False)
+    torch._dynamo.reset()
+    x, y = _examples(6)
+    cfg, eager = _net("2pcm")
+    assert eager.layers[0].cells.update_normals(10) == 10
+    _train(eager, cfg, x, y)  # raises if noise_demand() and the draws differ
+    if compiled:
+        _, comp = _net("2pcm")
+        assert comp.compile()
+        _train(comp, cfg, x, y)
+        for a, b in zip(_state(eager), _state(comp)):
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+    torch._dynamo.reset()

@@ -36,7 +36,7 @@ import torch
 from .config import ChipConfig
 from .devices import Capacitor3T1C, PCMDevice
 from .interface import TransferStats, register_cell
-from .noise import ChipStreams, chip_ranges, noise_source, randn
+from .noise import ChipStreams, chip_ranges, noise_source, randn, sparse_normals
 from .perchip import per_chip
 
 #: version of the named state of the cells (state_dict); bumped when names or meanings change
@@ -607,10 +607,14 @@ class PCMPairCells(_PCMPair):
     def read_var_block(self, rows: torch.Tensor) -> torch.Tensor:
         return self.read_var_us2.index_select(1, rows)
 
-    def update_normals(self, cells: int) -> int:  # noqa: ARG002
-        """Normal random numbers an update draws beforehand: none, the partial-SET noise is drawn
-        for the pulsed cells only, as the update goes (:func:`analogtrain.noise.pulsed_normals`)."""
-        return 0
+    def update_normals(self, cells: int) -> int:
+        """Normal random numbers an update of ``cells`` cells draws beforehand: on the CPU none, the
+        partial-SET noise is drawn for the pulsed cells only as the update goes
+        (:func:`analogtrain.noise.pulsed_normals`); elsewhere one per cell (a cell's pulses all go
+        to one of its devices), drawn with the step's other numbers (:func:`analogtrain.noise.sparse_normals`)."""
+        if self.cfg.pcm.set_step_sigma_rel <= 0 or sparse_normals(self.g_plus.device):
+            return 0
+        return cells
 
     def apply_block(self, n: torch.Tensor, rows: torch.Tensor | None, v=None, noise=None) -> None:  # noqa: ARG002
         """n > 0: partial SET of G+; n < 0: partial SET of G- (the weight goes down).
@@ -621,7 +625,8 @@ class PCMPairCells(_PCMPair):
         """
         z = None
         if self.cfg.pcm.set_step_sigma_rel > 0:
-            z = noise_source(self.generator if noise is None else noise, n.device, n.dtype).pulsed_normal(n)
+            src = noise_source(self.generator if noise is None else noise, n.device, n.dtype)
+            z = src.pulsed_normal(n) if sparse_normals(n.device) else src.normal(tuple(n.shape))
         up = n.clamp(min=0.0)
         down = n.neg_().clamp_(min=0.0)
         if rows is None:

@@ -26,8 +26,9 @@ typical step.  :func:`pulsed_normals` draws, from each chip's stream, exactly as
 as that chip has pulsed cells (in the cells' memory order) and leaves the other cells zero.
 Inside a compiled step this is one opaque operator (``analogtrain::pulsed_normals``, as the
 count is known only once the pulse counts are), so the step still draws every other number
-beforehand.  On a GPU, where counting would synchronise with the host, every cell draws and
-the unpulsed cells' draws are discarded: the same distribution from a different stream.
+beforehand.  On a GPU, where counting would synchronise with the host, every cell's normal is
+drawn beforehand with the others (:func:`sparse_normals`) and the unpulsed cells' are unused:
+the same distribution from a different stream.
 
 Random words.  The pulse trains of the stochastic update need one Bernoulli draw per slot
 (tens of thousands per example).  Like a hardware stochastic-pulse generator, which compares
@@ -152,6 +153,13 @@ def words(shape: Sequence[int], generator: Streams, device) -> torch.Tensor:
         n = math.prod(_chips_first(generator, shape))
         return torch.stack([draw_words(n, g, device) for g in generator.generators]).view(tuple(shape))
     return draw_words(math.prod(shape), generator, device).view(tuple(shape))
+
+
+def sparse_normals(device: torch.device | str) -> bool:
+    """Whether a step on ``device`` draws normals for its pulsed cells only (:func:`pulsed_normals`):
+    on the CPU.  Elsewhere counting the pulsed cells would synchronise with the host, so every
+    cell's normal is drawn beforehand with the step's other numbers."""
+    return torch.device(device).type == "cpu"
 
 
 def pulsed_normals(n: torch.Tensor, generator: Streams) -> torch.Tensor:
