@@ -81,14 +81,6 @@ def checkpoint_path(out_dir: Path, experiment: str, variant: str) -> Path:
     return out_dir / "checkpoints" / f"{experiment}__{variant}.safetensors"
 
 
-def _train_variant(variant: str, settings: Settings, data: Dataset, chips: int, seed: int, device: str,
-                   progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str,
-                   compile_mode: str = "auto", checkpoint_every: int = CHECKPOINT_EVERY,
-                   resume: bool = False) -> TrainingResult:
-    return _train_batch([variant], settings, data, chips, seed, device, progress, log, out_dir, experiment,
-                        compile_mode, checkpoint_every, resume)[variant]
-
-
 def batch_groups(variants: Sequence[str], settings: Settings, chips: int, seed: int,
                  compile_mode: str = "auto") -> list[list[str]]:
     """``variants`` in groups that train as one batch of chips: analog variants with the same
