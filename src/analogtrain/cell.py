@@ -122,16 +122,23 @@ class _PCMPair:
         sm = self.pcm.read_sigma_us(gm)
         torch.add(sp, sm.mul_(sm), out=self.read_var_us2).mul_(f * f)
 
-    def read_pcm_weight_us(self, cols: torch.Tensor | None = None, chips: list[bool] | None = None) -> torch.Tensor:
+    def read_pcm_weight_us(self, cols: torch.Tensor | None = None) -> torch.Tensor:
         """A noisy read of F (G+ - G-), for the given columns (all if None), as the transfer reads it
-        (each device's read the mean of ``chip.transfer.reads_averaged`` reads); ``chips``: of the
-        flagged chips only (the others' reads are noiseless)."""
+        (each device's read the mean of ``chip.transfer.reads_averaged`` reads)."""
         gp, gm = self.effective_conductances()
         if cols is not None:
             gp, gm = gp[:, :, cols], gm[:, :, cols]
+        return self._read_pair_us(gp, gm, self.generator)
+
+    def _read_pair_us(self, gp: torch.Tensor, gm: torch.Tensor, generator) -> torch.Tensor:
+        """F times the difference of noisy reads of ``gp`` and ``gm`` (each the mean of
+        ``chip.transfer.reads_averaged`` reads), drawing from ``generator``."""
         n = self.cfg.transfer.reads_averaged
-        return self.cfg.cell.gain_f * (self.pcm.read(gp, self.generator, n, chips)
-                                       - self.pcm.read(gm, self.generator, n, chips))
+        return self.cfg.cell.gain_f * (self.pcm.read(gp, generator, n) - self.pcm.read(gm, generator, n))
+
+    def _streams(self, a: int, b: int):
+        """The random streams of chips a .. b-1 (the one shared generator without per-chip streams)."""
+        return self.generator.subset(a, b) if isinstance(self.generator, ChipStreams) else self.generator
 
     def _chip_groups(self, cells_per_chip: int) -> list[tuple[int, int]]:
         """Chip ranges [a, b) to program one at a time: at most ``TUNE_GROUP_DEVICES`` devices each
@@ -140,20 +147,18 @@ class _PCMPair:
         all chips, they would, so then all chips form one group."""
         return chip_ranges(self.generator, self.shape[0], TUNE_GROUP_DEVICES // max(1, cells_per_chip))
 
-    def _tune_pair(self, target_w_us: torch.Tensor, a: int, b: int, chips: list[bool] | None = None):
+    def _tune_pair(self, target_w_us: torch.Tensor, a: int, b: int):
         """RESET both devices and tune the one on the target's side so F(G+ - G-) ~ target, for
-        chips ``a`` .. ``b-1`` (``target_w_us`` holds theirs; ``chips``: only the flagged chips' pairs,
-        one flag per chip of the array).  Returns G+, G-, pulses and unconverged devices per pair."""
+        chips ``a`` .. ``b-1`` (``target_w_us`` holds theirs).  Returns G+, G-, pulses and
+        unconverged devices per pair."""
         p = self.cfg.pcm
         t = self.cfg.transfer
-        gen = self.generator.subset(a, b) if isinstance(self.generator, ChipStreams) else self.generator
+        gen = self._streams(a, b)
         tol = self._tolerance_us[a:b]
-        flags = None if chips is None else list(chips)[a:b]
         target_g = target_w_us / self.cfg.cell.gain_f
-        plus = self.pcm.tune(target_g.clamp(min=0).add_(p.g_reset_us), tol, t.max_iterations, gen,
-                             t.reads_averaged, flags)
+        plus = self.pcm.tune(target_g.clamp(min=0).add_(p.g_reset_us), tol, t.max_iterations, gen, t.reads_averaged)
         minus = self.pcm.tune(target_g.neg_().clamp_(min=0).add_(p.g_reset_us), tol, t.max_iterations, gen,
-                              t.reads_averaged, flags)
+                              t.reads_averaged)
         del target_g
         pulses = plus.pulses.add_(minus.pulses)  # int32, in place
         unconverged = plus.converged.logical_not().to(torch.int32).add_(minus.converged.logical_not())
@@ -204,15 +209,13 @@ class _PCMPair:
         if not any(counts):
             return TransferStats()
         gp_now, gm_now = self.effective_conductances()
-        f, reads = self.cfg.cell.gain_f, self.cfg.transfer.reads_averaged
         for c, k in enumerate(counts):
             if not k:
                 continue
             idx = flat[c].nonzero().squeeze(1)
-            gen = self.generator.subset(c, c + 1) if isinstance(self.generator, ChipStreams) else self.generator
             gp = gp_now[c].reshape(-1).index_select(0, idx).view(1, 1, -1)
             gm = gm_now[c].reshape(-1).index_select(0, idx).view(1, 1, -1)
-            target = f * (self.pcm.read(gp, gen, reads) - self.pcm.read(gm, gen, reads))
+            target = self._read_pair_us(gp, gm, self._streams(c, c + 1))
             new_p, new_m, pulses, unc = self._tune_pair(target, c, c + 1)
             self.g_plus[c].view(-1).index_copy_(0, idx, new_p.view(-1))
             self.g_minus[c].view(-1).index_copy_(0, idx, new_m.view(-1))
@@ -625,8 +628,7 @@ class PCMPairCells(_PCMPair):
         """
         z = None
         if self.cfg.pcm.set_step_sigma_rel > 0:
-            src = noise_source(self.generator if noise is None else noise, n.device, n.dtype)
-            z = src.pulsed_normal(n) if sparse_normals(n.device) else src.normal(tuple(n.shape))
+            z = noise_source(self.generator if noise is None else noise, n.device, n.dtype).pulsed_normal(n)
         up = n.clamp(min=0.0)
         down = n.neg_().clamp_(min=0.0)
         if rows is None:

@@ -81,7 +81,6 @@ class PCMDevice:
         max_iterations: int,
         generator: Streams,
         verify_reads: int = 1,
-        chips: Sequence[bool] | None = None,
     ) -> TuningResult:
         """RESET each device, then program-verify until within tolerance or out of iterations.
 
@@ -94,9 +93,9 @@ class PCMDevice:
         outside the tolerance after ``max_iterations`` steps keeps its last step's conductance
         (an overshoot is not RESET when no step follows).
 
-        ``chips`` (one flag per chip, the chips first in ``target_us``): tune only the flagged
-        chips' devices.  With per-chip streams a step draws only from the streams of chips with a
-        device still tuning, so a chip's draws never depend on the other chips.
+        With per-chip streams (the chips first in ``target_us``) a step draws only from the
+        streams of chips with a device still tuning, so a chip's draws never depend on the other
+        chips.
         """
         cfg = self.cfg
         target = self.clip_target(target_us)
@@ -104,8 +103,6 @@ class PCMDevice:
         pulses = torch.ones(target.shape, dtype=torch.int32, device=target.device)  # initial RESET
         # devices whose target is the RESET state are done after the RESET
         active = (target - cfg.g_reset_us).abs() > tolerance_us
-        if chips is not None:
-            active &= torch.tensor(list(chips), device=target.device).view(-1, *[1] * (target.dim() - 1))
         for it in range(max_iterations):
             tuning = active.flatten(1).any(dim=1).tolist() if active.dim() > 1 else [bool(active.any())]
             if not any(tuning):
