@@ -140,9 +140,10 @@ def test_the_2pcm_step_draws_every_cells_normal_beforehand_where_counting_would_
     other numbers, one normal per cell of the update: the eager step checks that the demand is
     used exactly, and the compiled step is the eager one (what the noise does to each device:
     tests/test_physics.py, in both modes)."""
-    from analogtrain import cell
+    from analogtrain import cell, noise
 
-    monkeypatch.setattr(cell, "sparse_normals", lambda device: False)
+    for module in (cell, noise):
+        monkeypatch.setattr(module, "sparse_normals", lambda device: False)
     torch._dynamo.reset()
     x, y = _examples(6)
     cfg, eager = _net("2pcm")

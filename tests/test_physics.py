@@ -410,9 +410,10 @@ def test_2pcm_update_noise_goes_to_the_pulsed_device_only(monkeypatch, sparse):
     """With cycle-to-cycle noise, a cell without pulses keeps both conductances and a cell with
     pulses changes only the device they go to; the noise is one normal per pulsed cell (drawn
     for the pulsed cells only, as on the CPU, or for every cell, as on a GPU)."""
-    from analogtrain import cell
+    from analogtrain import cell, noise
 
-    monkeypatch.setattr(cell, "sparse_normals", lambda device: sparse)
+    for module in (cell, noise):
+        monkeypatch.setattr(module, "sparse_normals", lambda device: sparse)
     cfg = chip(cell={"kind": "2pcm"}, pcm={**QUIET_PCM, "set_step_sigma_rel": 0.5})
     cells = PCMPairCells(cfg, (1, 50, 40), gen(1), "cpu")
     n = torch.randint(-3, 4, cells.shape, generator=gen(2)).float()

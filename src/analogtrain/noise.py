@@ -164,11 +164,10 @@ def sparse_normals(device: torch.device | str) -> bool:
 
 def pulsed_normals(n: torch.Tensor, generator: Streams) -> torch.Tensor:
     """Standard normals where ``n`` is non-zero and zeros elsewhere, in ``n``'s shape (chips first
-    with :class:`ChipStreams`).  On the CPU chip c draws from its own stream exactly as many
-    normals as its slice of ``n`` has non-zero entries, so a chip's draws do not depend on the
-    other chips; on other devices every entry draws (no host synchronisation)."""
-    if n.device.type != "cpu":
-        return randn(tuple(n.shape), generator, n.device, n.dtype).mul_(n.ne(0))
+    with :class:`ChipStreams`).  Chip c draws from its own stream exactly as many normals as its
+    slice of ``n`` has non-zero entries, so a chip's draws do not depend on the other chips.
+    Counting them synchronises with the host off the CPU: the noise sources' ``pulsed_normal``
+    call this only where :func:`sparse_normals` says so."""
     where = n.reshape(-1).nonzero().squeeze(1)  # a few percent of the cells, chip by chip
     if isinstance(generator, ChipStreams):
         per_chip = math.prod(_chips_first(generator, n.shape))
@@ -218,7 +217,10 @@ class GeneratorNoise:
         return randn(shape, self.generator, self.device, self.dtype)
 
     def pulsed_normal(self, n: torch.Tensor) -> torch.Tensor:
-        """Standard normals for the cells with pulses in ``n`` (:func:`pulsed_normals`)."""
+        """A standard normal for each cell with pulses in ``n``: drawn for those cells only
+        (:func:`pulsed_normals`) where :func:`sparse_normals`, else one for every cell."""
+        if not sparse_normals(n.device):
+            return self.normal(tuple(n.shape))
         return pulsed_normals(n, self.generator)
 
 
@@ -249,6 +251,10 @@ class BufferNoise:
         return out
 
     def pulsed_normal(self, n: torch.Tensor) -> torch.Tensor:
+        """As :meth:`GeneratorNoise.pulsed_normal`; one normal for every cell comes from the
+        buffer, drawn beforehand (the cells' ``update_normals`` asked for them)."""
+        if not sparse_normals(n.device):
+            return self.normal(tuple(n.shape))
         if self._key is None:
             raise RuntimeError("this noise buffer has no streams to draw normals for pulsed cells from")
         if torch.compiler.is_compiling():
