@@ -19,10 +19,17 @@ subnormal floats, many more pulses per update) are measured too.  ``--keep-subno
 times the chip without the flush-to-zero that ``Trainer.train`` sets, to show what that flush
 is worth.
 
+``--breakdown`` profiles one more round of each compiled chip and prints where its step's time
+goes: inductor's fused kernels, the other kernels of the step, the compiled call's own work (guard
+check, generated wrapper), the random numbers drawn, work between steps, and the trainer's Python;
+and the speed the kernels and random numbers alone would allow, a bound on what removing
+overhead can gain.
+
     python benchmarks/speed.py --data-dir ../shared/data/mnist --images 4000
     python benchmarks/speed.py --data-dir ../shared/data/mnist --images 2000 --pretrain 30000 --compile on
     python benchmarks/speed.py --compile on --chips 8
     python benchmarks/speed.py --presets nature2018 2pcm software --json speed.json
+    python benchmarks/speed.py --compile on --threads 1 --breakdown
 """
 
 from __future__ import annotations
@@ -66,6 +73,45 @@ def plain_sgd(x: torch.Tensor, y: torch.Tensor, model) -> float:
     return time.perf_counter() - t0
 
 
+#: the profiler label of work between training steps (transfers, resets, test evaluations), which
+#: ``--breakdown`` keeps apart from the step
+OUTSIDE_STEP = "between steps: transfer, reset or evaluation"
+
+#: ``--breakdown``'s parts of a step's time, by profiler event name: inductor's fused kernels are
+#: ``graph_*_cpp_fused_*`` (with ``torch._inductor.config.cpp.enable_kernel_profile``); the compiled
+#: call's own work is the self time of dynamo's guard check and the compiled graph's wrapper
+COMPILED_CALL = ("TorchDynamo Cache Lookup", "Torch-Compiled Region", "## Call CompiledFxGraph", "Pregraph bytecode",
+                 "AOTDispatcher")
+
+
+def breakdown(events, wall_s: float) -> dict[str, float]:
+    """Seconds of a profiled pass by part: inductor's fused kernels, other kernels inside the
+    compiled step (matrix products, custom ops), the compiled call's own work (guard check, the
+    generated wrapper, its allocations), the random numbers the step draws before the call,
+    work between steps (transfers, resets, evaluations: labelled :data:`OUTSIDE_STEP`), and the
+    rest (the trainer's Python and its small tensor ops): ``wall_s`` less the others."""
+    parts = dict.fromkeys(("fused kernels", "other kernels in the step", "compiled call overhead",
+                           "random numbers drawn", "between steps", "rest: Python and small ops"), 0.0)
+    for ev in events:
+        chain, up = [], ev.cpu_parent
+        while up is not None:
+            chain.append(up.name)
+            up = up.cpu_parent
+        sec = ev.self_cpu_time_total / 1e6
+        if OUTSIDE_STEP in chain or ev.name == OUTSIDE_STEP:
+            parts["between steps"] += sec
+        elif ev.name.startswith("graph_") and "cpp_fused" in ev.name:
+            parts["fused kernels"] += sec
+        elif ev.name.startswith(COMPILED_CALL):
+            parts["compiled call overhead"] += sec
+        elif any(name.startswith("Torch-Compiled Region") for name in chain):
+            parts["other kernels in the step"] += sec
+        elif ev.name in ("aten::random_", "aten::normal_"):
+            parts["random numbers drawn"] += sec
+    parts["rest: Python and small ops"] = wall_s - sum(parts.values())
+    return parts
+
+
 class TransferClock:
     """Times the transfers (and the 2-PCM cell's occasional RESET-and-reprogram) of a trainer's
     layers by wrapping their ``transfer`` and ``maintain`` methods: an instrument around what
@@ -80,12 +126,19 @@ class TransferClock:
             for name in ("transfer", "maintain"):
                 if hasattr(layer, name):
                     setattr(layer, name, self._timed(getattr(layer, name)))
+        evaluate = trainer._evaluate
+
+        def labelled(*args, **kw):  # evaluations stay in the timed speed, --breakdown shows them apart
+            with torch.profiler.record_function(OUTSIDE_STEP):
+                return evaluate(*args, **kw)
+        trainer._evaluate = labelled
 
     def _timed(self, method):
         def run(*args, **kw):
             t0 = time.perf_counter()
             try:
-                return method(*args, **kw)
+                with torch.profiler.record_function(OUTSIDE_STEP):  # a label for --breakdown
+                    return method(*args, **kw)
             finally:
                 self.seconds += time.perf_counter() - t0
                 self._at.add(self.trainer.state.examples_seen)
@@ -194,6 +247,10 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one config value of every preset timed, as in `analogtrain train --set` "
                          "(repeatable), e.g. --set chip.capacitor.leak_time_constant_s=0.05")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="after the timed rounds, profile one more round of each compiled chip and print where a "
+                         "step's time goes, and the speed its kernels alone would allow (marks inductor's kernels "
+                         "for the profiler, which costs a few microseconds per step in every round)")
     ap.add_argument("--json", default=None, help="also write the numbers to this JSON file")
     args = ap.parse_args()
     for name in ("images", "repeats", "chips", "test_images"):
@@ -203,6 +260,10 @@ def main() -> int:
         ap.error("--pretrain must be 0 or more")
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.breakdown:
+        from torch._inductor import config as inductor_config
+
+        inductor_config.cpp.enable_kernel_profile = True  # each fused kernel a profiler event
     from analogtrain.config import collect_overrides
     from analogtrain.data import load_dataset
     from analogtrain.errors import ConfigError
@@ -285,6 +346,14 @@ def main() -> int:
     results = {k: max(v) for k, v in rounds.items()}
     amortised = {k: args.chips / (args.chips / results[k] + transfer_s[k] / done) for k in nets}
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    parts: dict[str, dict[str, float]] = {}
+    if args.breakdown:  # after the peak memory is read: the profiler's records take memory too
+        for key, net in nets.items():
+            if not net.trainer.mlp.compiled:
+                continue
+            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+                sec, _, _ = chip(net, args.images, flush_of[key])
+            parts[key] = breakdown(prof.events(), sec)
 
     print(f"MNIST 528-250-125-10, minibatch 1, Trainer.train, {args.images} images per round, best of "
           f"{args.repeats}, after {args.pretrain} pretraining images, {torch.get_num_threads()} thread(s), "
@@ -302,6 +371,15 @@ def main() -> int:
                   f"{done} examples)")
         else:
             print(f"{'':<48} no transfer fell in the {done} timed and pretraining examples")
+    for key, part in parts.items():
+        floor = sum(part[k] for k in ("fused kernels", "other kernels in the step", "random numbers drawn"))
+        wall = sum(part.values())
+        print(f"where a step of {labels[key]} goes (one profiled round of {args.images} images, "
+              f"{1e6 * wall / args.images:.0f} us per step):")
+        for name, sec in part.items():
+            print(f"  {name:<40} {1e6 * sec / args.images:8.0f} us   {100 * sec / wall:5.1f} %")
+        rate = args.chips * args.images / floor
+        print(f"  its kernels and random numbers alone: {rate:.0f} images/s, ratio {rate / base:.2f} of pytorch_sgd")
     for key, sec in compile_s.items():
         print(f"compile + {warmup}-image warm-up of {key}: {sec:.0f} s")
     print(f"peak resident memory {peak_mb:.0f} MB")
@@ -311,7 +389,7 @@ def main() -> int:
                        "transfer_s": transfer_s, "transfers": transfer_n, "examples": done,
                        "peak_rss_mb": peak_mb, "images": args.images, "pretrain": args.pretrain,
                        "test_images": args.test_images, "compile_and_warmup_s": compile_s,
-                       "rounds_images_per_s": rounds, "threads": torch.get_num_threads(), "chips": args.chips,
+                       "rounds_images_per_s": rounds, "breakdown_s": parts, "threads": torch.get_num_threads(), "chips": args.chips,
                        "argv": sys.argv}, fh, indent=2)
     return 0
 

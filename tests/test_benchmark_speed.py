@@ -101,3 +101,24 @@ def test_keeping_subnormals_turns_the_flush_off_inside_train():
         flushed.append(training.denormals_flushed is original)
     assert flushed == [False]
     assert training.denormals_flushed is original
+
+
+def test_breakdown_parts_a_profiled_pass_of_the_compiled_step():
+    """--breakdown's parts add up to the pass's wall time; the fused kernels, the other kernels of
+    the step and the compiled call's own work are found under torch's event names, and a transfer
+    and an epoch's evaluation are kept apart from the step."""
+    from torch._inductor import config as inductor_config
+
+    x, y = _data(40)
+    with inductor_config.patch({"cpp.enable_kernel_profile": True}):
+        net = speed.build(x, y, x[:10], y[:10], "nature2018", 1, True, SMALL)
+        speed.chip(net, 5)  # compiles the step
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        sec, _, transfers = speed.chip(net, 30)  # a transfer after 25 examples
+    parts = speed.breakdown(prof.events(), sec)
+    assert transfers == 1
+    assert abs(sum(parts.values()) - sec) < 1e-9
+    for name in ("fused kernels", "other kernels in the step", "compiled call overhead", "random numbers drawn",
+                 "between steps"):
+        assert parts[name] > 0, name
+    assert parts["rest: Python and small ops"] > 0
