@@ -475,6 +475,20 @@ def test_variants_trained_side_by_side_give_the_same_results(tmp_path, monkeypat
         reproduce.run_reproduction("mnist", tmp_path / "three", jobs=0, **kw)
 
 
+def test_jobs_start_the_costliest_variants_first(tmp_path, monkeypatch):
+    """--jobs hands out the units by their cost (STEP_COST per variant): a batch of three 3T1C
+    variants, then 2-PCM, then the 3T1C variants alone in their order, software last."""
+    monkeypatch.setenv("ANALOGTRAIN_DATA_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    variants = ["software", "nature2018", "nature2018-held-reference", "2pcm", "nature2018-no-inversion"]
+    s = settings.make_settings("mnist", prepare.prepare_data("mnist", None, True, 60, 40, 0, False, None, None,
+                                                             settings.CIFAR_BACKBONE, "cpu"), True, None, 20, {})
+    assert reproduce.longest_first(reproduce.batch_groups(variants, s, 2, 0), s, 2, 0) == [
+        ["nature2018", "nature2018-held-reference", "nature2018-no-inversion"], ["2pcm"], ["software"]]
+    assert reproduce.longest_first([[v] for v in variants], s, 2, 0) == [
+        ["2pcm"], ["nature2018"], ["nature2018-held-reference"], ["nature2018-no-inversion"], ["software"]]
+
+
 def test_variants_trained_as_one_batch_give_the_results_they_have_alone(tmp_path, monkeypatch):
     """--batch-variants on: the 2PCM+3T1C variants that differ in per-chip parameters train as one
     batch of chips, and every variant's accuracies, pulse counts, ED Fig. 2 statistics (window by

@@ -93,6 +93,26 @@ def batch_groups(variants: Sequence[str], settings: Settings, chips: int, seed: 
     return [[variants[i] for i in group] for group in groups_of(configs)]
 
 
+#: what a chip-example costs by cell kind, relative to the 2PCM+3T1C cell, to start the longest
+#: units of ``--jobs`` first.  MNIST, 3 chips: software 786 s against ``nature2018``'s 4,568 s
+#: (docs/results/mnist); ``benchmarks/speed.py --chips 3 --compile on --threads 1``: 2-PCM at 0.40 of
+#: plain SGD's images/s per chip-image, ``nature2018`` at 0.60.  Only the order depends on these.
+STEP_COST = {"digital": 0.17, "2pcm+3t1c": 1.0, "2pcm": 1.5}
+
+
+def longest_first(units: Sequence[list[str]], settings: Settings, chips: int, seed: int,
+                  compile_mode: str = "auto") -> list[list[str]]:
+    """``units`` (variants trained together) in the order that keeps ``--jobs`` workers busy to the
+    end: the costliest first (:data:`STEP_COST` per variant, all of an experiment's variants seeing
+    the same examples), ties in their given order.  MNIST's six variants on two workers, at the
+    costs of :data:`STEP_COST` (a 3T1C variant 1.0, 2-PCM 1.5, software 0.17): in the default order
+    2-PCM starts last and the run takes 3.5 times a 3T1C variant's time; longest first, 3.0."""
+    def cost(unit: list[str]) -> float:
+        return sum(STEP_COST.get(variant_config(v, settings, chips, seed, compile_mode).chip.cell.kind, 1.0)
+                   for v in unit)
+    return sorted(units, key=cost, reverse=True)
+
+
 def _train_batch(variants: list[str], settings: Settings, data: Dataset, chips: int, seed: int, device: str,
                  progress: bool, log: Callable[[str], None], out_dir: Path, experiment: str,
                  compile_mode: str = "auto", checkpoint_every: int = CHECKPOINT_EVERY,
@@ -489,6 +509,7 @@ def run_reproduction(experiment: str, out_dir: str | Path, chips: int = 3, quick
                 import concurrent.futures
                 import multiprocessing
 
+                units = longest_first(units, settings, chips, seed, compile_mode)
                 log(f"  training {len(todo)} variants, {min(jobs, len(units))} at a time (--jobs {jobs})")
                 ctx = multiprocessing.get_context("spawn")
                 with ctx.Manager() as manager, concurrent.futures.ProcessPoolExecutor(
