@@ -116,7 +116,9 @@ class TransferClock:
     """Times the transfers (and the 2-PCM cell's occasional RESET-and-reprogram) of a trainer's
     layers by wrapping their ``transfer`` and ``maintain`` methods: an instrument around what
     ``Trainer`` calls, not a copy of it.  ``seconds`` and ``events`` (examples after which any of
-    them ran) accumulate until :meth:`take` reads and clears them."""
+    them ran) accumulate until :meth:`take` reads and clears them.  It also labels those calls and
+    the trainer's test evaluations :data:`OUTSIDE_STEP` for the profiler (``--breakdown``); the
+    evaluations are labelled only, not timed apart."""
 
     def __init__(self, trainer: Any):
         self.trainer = trainer

@@ -114,9 +114,17 @@ def test_breakdown_parts_a_profiled_pass_of_the_compiled_step():
         net = speed.build(x, y, x[:10], y[:10], "nature2018", 1, True, SMALL)
         speed.chip(net, 5)  # compiles the step
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        sec, _, transfers = speed.chip(net, 30)  # a transfer after 25 examples
+        sec, _, transfers = speed.chip(net, 40)  # a transfer after 25 examples, the evaluation after 40
     parts = speed.breakdown(prof.events(), sec)
     assert transfers == 1
+    assert net.trainer.state.epoch == 1 and len(net.trainer.state.history) == 1
+
+    def labelled(ev):
+        while ev is not None and ev.name != speed.OUTSIDE_STEP:
+            ev = ev.cpu_parent
+        return ev is not None
+    # the evaluation's prediction (network.predict's argmax) is labelled, the training steps' are not
+    assert any(ev.name == "aten::argmax" and labelled(ev) for ev in prof.events())
     assert abs(sum(parts.values()) - sec) < 1e-9
     for name in ("fused kernels", "other kernels in the step", "compiled call overhead", "random numbers drawn",
                  "between steps"):
